@@ -1,0 +1,34 @@
+# myelin build and test entry points. `make test` is what CI runs (.ci/run).
+GO ?= go
+BENCHCOUNT ?= 5
+BENCHTIME ?= 1s
+
+.PHONY: test test-unit test-interop deps vet bench fuzz build
+
+## test: everything: vet, unit tests (with fuzz seed corpora), interop against libolm/goolm.
+test: vet test-unit test-interop
+
+build:
+	CGO_ENABLED=0 $(GO) build ./...
+
+vet:
+	$(GO) vet ./...
+
+test-unit:
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -count=1 ./...
+
+## deps: install what the interop tests need (idempotent; Debian packages).
+deps:
+	bash scripts/install-test-deps.sh
+
+test-interop: deps
+	cd interop && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+## bench: side-by-side benchmarks (myelin vs goolm vs libolm), summarised by benchstat.
+bench: deps
+	bash scripts/bench.sh $(BENCHCOUNT) $(BENCHTIME)
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s).
+fuzz:
+	bash scripts/fuzz.sh $${FUZZTIME:-30s}
