@@ -84,6 +84,11 @@ func TestImportRules(t *testing.T) {
 			"math/rand":   "randomness is an io.Reader argument",
 			"crypto/rand": "randomness is an io.Reader argument",
 		}},
+		// keys may import log/slog for the slog.LogValuer type only (redacting
+		// LogValue on secrets); it must not log.
+		{func(p string) bool { return isPure(p) && p != mod+"/keys" }, true, map[string]string{
+			"log/slog": "crypto core returns errors, it does not log",
+		}},
 		{func(p string) bool { return under(p, mod+"/e2ee") && !under(p, mod+"/e2ee/store") }, false, map[string]string{
 			"net/http":     "the E2EE machine does no network I/O",
 			"database/sql": "the E2EE machine stores only through e2ee.Store",
