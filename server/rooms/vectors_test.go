@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"myelin/canonicaljson"
@@ -53,6 +54,43 @@ func TestSpecEventSigningVectors(t *testing.T) {
 		}
 		if string(got) != string(want) {
 			t.Errorf("vector %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestEventIDVectors checks reference-hash event IDs and content hashes of
+// real events (testdata/event_id_vectors.json).
+func TestEventIDVectors(t *testing.T) {
+	b, err := os.ReadFile("testdata/event_id_vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Vectors []struct {
+			Version RoomVersion
+			Event   json.RawMessage
+			EventID string `json:"event_id"`
+		}
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range f.Vectors {
+		e, err := ParseEvent(v.Version, v.Event)
+		if err != nil {
+			t.Fatalf("vector %d: %v", i, err)
+		}
+		if e.ID() != v.EventID {
+			t.Errorf("vector %d: event ID %s, want %s", i, e.ID(), v.EventID)
+		}
+		if err := e.CheckContentHash(); err != nil {
+			t.Errorf("vector %d: %v", i, err)
+		}
+		// Any change to a covered field changes the ID.
+		tampered := []byte(strings.Replace(string(v.Event), `"depth": 1`, `"depth": 2`, 1))
+		e2, err := ParseEvent(v.Version, tampered)
+		if err != nil || e2.ID() == v.EventID {
+			t.Errorf("vector %d: tampered depth kept the ID (%v)", i, err)
 		}
 	}
 }
