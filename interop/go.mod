@@ -2,7 +2,10 @@ module myelin/interop
 
 go 1.26.8
 
-require maunium.net/go/mautrix v0.32.0
+require (
+	maunium.net/go/mautrix v0.32.0
+	myelin v0.0.0-00010101000000-000000000000
+)
 
 require (
 	filippo.io/edwards25519 v1.2.0 // indirect
