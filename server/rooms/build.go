@@ -158,7 +158,7 @@ func Build(p Proto, pos Position, s Signer) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := parse(v, raw) // enforces sizes and formats on the final PDU
+	e, err := parse(v, raw, true) // enforces sizes and formats on the final PDU
 	if err != nil {
 		return nil, fmt.Errorf("rooms: build: %w", err)
 	}

@@ -63,7 +63,8 @@ type ClientOptions struct {
 	InviteRoomState []StrippedEvent
 }
 
-// Client converts e to the client format. It never fails: an event that
+// Client converts e to the client format. The returned Content may share
+// memory with e: treat it as read-only. It never fails: an event that
 // cannot be redacted (impossible for events this package parsed) is
 // served with empty content.
 func (e *Event) Client(o ClientOptions) ClientEvent {

@@ -65,6 +65,7 @@ type Event struct {
 	prev     []string
 	auth     []string
 	hash     string // hashes.sha256, unpadded standard base64
+	member   string // content.membership of m.room.member events
 	unsigned json.RawMessage
 }
 
@@ -74,7 +75,7 @@ type Event struct {
 // ParseEvent does not check hashes or signatures (see [Event.CheckContentHash]
 // and [Event.VerifySignature]) nor the authorisation rules.
 func ParseEvent(v RoomVersion, raw []byte) (*Event, error) {
-	e, err := parse(v, raw)
+	e, err := parse(v, raw, false)
 	if err != nil {
 		return nil, err
 	}
@@ -88,13 +89,15 @@ func ParseEvent(v RoomVersion, raw []byte) (*Event, error) {
 
 // LoadEvent parses a PDU read back from the server's own store, trusting
 // the stored event ID instead of recomputing the reference hash (which
-// costs a redaction and a SHA-256). Use it only for bytes this server
-// wrote after [Build] or [ParseEvent] accepted them.
+// costs a redaction and a SHA-256) and the bytes to be canonical already.
+// Use it only for the bytes of [Event.JSON] of an event that [Build] or
+// [ParseEvent] accepted; anything else may be misparsed (it is still
+// bounds-checked, so it cannot crash the server).
 func LoadEvent(v RoomVersion, eventID string, raw []byte) (*Event, error) {
 	if !validEventID(eventID) {
 		return nil, invalid("load: bad event ID")
 	}
-	e, err := parse(v, raw)
+	e, err := parse(v, raw, true)
 	if err != nil {
 		return nil, err
 	}
@@ -106,16 +109,23 @@ func validEventID(s string) bool {
 	return len(s) > 1 && len(s) <= MaxIDSize && s[0] == '$'
 }
 
-func parse(v RoomVersion, raw []byte) (*Event, error) {
+// parse parses a PDU; trusted skips canonicalisation (the bytes are this
+// server's own canonical output).
+func parse(v RoomVersion, raw []byte, trusted bool) (*Event, error) {
 	if !v.Supported() {
 		return nil, fmt.Errorf("rooms: parse: room version %.20q: %w", string(v), ErrUnsupportedRoomVersion)
 	}
 	if len(raw) > maxInputSize {
 		return nil, &TooLargeError{What: "event", Size: len(raw), Limit: MaxEventSize}
 	}
-	canon, err := canonicaljson.Canonicalize(raw)
-	if err != nil {
-		return nil, fmt.Errorf("rooms: parse: %w: %w", ErrInvalidEvent, err)
+	canon := raw
+	if !trusted {
+		var err error
+		if canon, err = canonicaljson.Canonicalize(raw); err != nil {
+			return nil, fmt.Errorf("rooms: parse: %w: %w", ErrInvalidEvent, err)
+		}
+	} else {
+		canon = bytes.Clone(raw) // the caller may reuse its buffer
 	}
 	if len(canon) > MaxEventSize {
 		return nil, &TooLargeError{What: "event", Size: len(canon), Limit: MaxEventSize}
@@ -221,6 +231,9 @@ func parse(v RoomVersion, raw []byte) (*Event, error) {
 				return nil, invalid("parse: redacts is not a string")
 			}
 		}
+	}
+	if e.typ == TypeMember {
+		e.member = e.contentString("membership")
 	}
 	return e, nil
 }
@@ -385,10 +398,7 @@ func (e *Event) Unsigned() json.RawMessage { return bytes.Clone(e.unsigned) }
 
 // Membership returns content.membership of an m.room.member event, or "".
 func (e *Event) Membership() string {
-	if e.typ != TypeMember {
-		return ""
-	}
-	return e.contentString("membership")
+	return e.member
 }
 
 // contentString returns a top-level string field of content, or "" when

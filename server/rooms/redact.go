@@ -129,6 +129,9 @@ func RedactJSON(v RoomVersion, raw []byte) ([]byte, error) {
 	if !v.Supported() {
 		return nil, fmt.Errorf("rooms: redact: %w", ErrUnsupportedRoomVersion)
 	}
+	if len(raw) > maxInputSize {
+		return nil, &TooLargeError{What: "event", Size: len(raw), Limit: MaxEventSize}
+	}
 	top, err := object(raw)
 	if err != nil {
 		return nil, err
@@ -148,7 +151,7 @@ func (e *Event) Redact() (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := parse(e.version, b)
+	r, err := parse(e.version, b, true)
 	if err != nil {
 		return nil, fmt.Errorf("rooms: redact: %w", err)
 	}
