@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"myelin/crypto/internal/cipher"
 	"myelin/keys"
 )
 
@@ -98,12 +97,12 @@ func (s *InboundSession) Decrypt(msg []byte) (plaintext []byte, index uint32, er
 	}
 	r := s.ratchetAt(m.index)
 	defer r.wipe()
-	k := cipher.DeriveKeys(r.data[:], megolmKeysInfo)
-	defer k.Wipe()
-	if err := k.VerifyMAC(m.macInput, m.mac); err != nil {
+	k := deriveMessageKeys(&r)
+	defer k.wipe()
+	if !k.verifyMAC(m.macInput, m.mac) {
 		return nil, 0, fmt.Errorf("megolm: decrypt: %w", ErrBadMAC)
 	}
-	pt, err := k.Decrypt(m.ciphertext)
+	pt, err := k.decrypt(m.ciphertext)
 	if err != nil {
 		return nil, 0, fmt.Errorf("megolm: decrypt: %w: %w", ErrInvalidMessage, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"myelin/crypto/internal/cipher"
 	"myelin/keys"
 )
 
@@ -83,13 +82,13 @@ func (o *OutboundSession) Encrypt(plaintext []byte) []byte {
 	if o.exhausted {
 		panic("megolm: encrypt on an exhausted outbound session (2^32 messages); rotate sessions")
 	}
-	k := cipher.DeriveKeys(o.ratchet.data[:], megolmKeysInfo)
-	defer k.Wipe()
-	ctLen := cipher.EncryptedLen(len(plaintext))
+	k := deriveMessageKeys(&o.ratchet)
+	defer k.wipe()
+	ctLen := encryptedLen(len(plaintext))
 	index := o.ratchet.counter
 	out := appendHeader(make([]byte, 0, encodedLen(index, ctLen)), index, ctLen)
-	out = k.Encrypt(out, plaintext)
-	mac := k.MAC(out)
+	out = k.encrypt(out, plaintext)
+	mac := k.mac(out)
 	out = append(out, mac[:]...)
 	sig := o.signing.Sign(out).Array()
 	out = append(out, sig[:]...)
