@@ -15,9 +15,10 @@ cd "$root/interop"
 go test -run '^$' -bench '^Benchmark(Megolm|Olm|Floor)' -benchmem \
   -count "$count" -benchtime "$benchtime" . | tee "$out"
 
+cd "$root"
 echo
 echo "== myelin vs goolm vs libolm (raw output: bench-olm.txt)"
-go run "$benchstat" -col /impl -filter '-.name:/^Floor/' "$out"
+go run "$benchstat" -col /impl -filter '-.name:/^Floor/' bench-olm.txt
 echo
 echo "== primitive floor (what the protocol operations cannot beat)"
-go run "$benchstat" -filter '.name:/^Floor/' "$out"
+go run "$benchstat" -filter '.name:/^Floor/' bench-olm.txt
