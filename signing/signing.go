@@ -70,10 +70,13 @@ func Parse(raw []byte) (*Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidObject, err)
 	}
-	return newObject(fields)
+	return NewObject(fields)
 }
 
-func newObject(fields map[string]any) (*Object, error) {
+// NewObject prepares an already decoded object (from
+// canonicaljson.ParseObject or canonicaljson.Options.ParseObject) for
+// verification. The caller must not modify fields afterwards.
+func NewObject(fields map[string]any) (*Object, error) {
 	if _, err := signaturesOf(fields); err != nil {
 		return nil, err
 	}
