@@ -27,7 +27,7 @@ type InboundSession struct {
 // session to the Olm sender it came from.
 func NewInboundSession(k SessionKey) (*InboundSession, error) {
 	if !k.valid {
-		return nil, fmt.Errorf("megolm: new inbound session: unparsed session key: %w", ErrInvalidSessionKey)
+		return nil, fmt.Errorf("%w: unparsed (zero) session key", ErrInvalidSessionKey)
 	}
 	return &InboundSession{initial: k.k.ratchet, latest: k.k.ratchet, signingKey: k.k.signingKey, verified: true}, nil
 }
@@ -38,7 +38,7 @@ func NewInboundSession(k SessionKey) (*InboundSession, error) {
 // [InboundSession.Merge] with a connected verified session.
 func ImportInboundSession(k ExportedSessionKey) (*InboundSession, error) {
 	if !k.valid {
-		return nil, fmt.Errorf("megolm: import inbound session: unparsed session key: %w", ErrInvalidSessionKey)
+		return nil, fmt.Errorf("%w: unparsed (zero) exported session key", ErrInvalidSessionKey)
 	}
 	return &InboundSession{initial: k.k.ratchet, latest: k.k.ratchet, signingKey: k.k.signingKey}, nil
 }
@@ -87,10 +87,10 @@ func (s *InboundSession) Decrypt(msg []byte) (plaintext []byte, index uint32, er
 	}
 	sig, err := keys.NewEd25519Signature(m.signature)
 	if err != nil {
-		return nil, 0, fmt.Errorf("megolm: decrypt: %w", ErrInvalidMessage)
+		return nil, 0, fmt.Errorf("%w: bad signature length", ErrInvalidMessage)
 	}
 	if err := s.signingKey.Verify(m.signed, sig); err != nil {
-		return nil, 0, fmt.Errorf("megolm: decrypt: %w: %w", ErrBadSignature, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	if m.index < s.initial.counter {
 		return nil, 0, &UnknownMessageIndexError{FirstKnownIndex: s.initial.counter, Index: m.index}
@@ -100,11 +100,11 @@ func (s *InboundSession) Decrypt(msg []byte) (plaintext []byte, index uint32, er
 	k := deriveMessageKeys(&r)
 	defer k.wipe()
 	if !k.verifyMAC(m.macInput, m.mac) {
-		return nil, 0, fmt.Errorf("megolm: decrypt: %w", ErrBadMAC)
+		return nil, 0, ErrBadMAC
 	}
 	pt, err := k.decrypt(m.ciphertext)
 	if err != nil {
-		return nil, 0, fmt.Errorf("megolm: decrypt: %w: %w", ErrInvalidMessage, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}
 	// Authenticated: commit the cache (the only state Decrypt changes).
 	if m.index >= s.latest.counter {
@@ -119,7 +119,7 @@ func (s *InboundSession) Decrypt(msg []byte) (plaintext []byte, index uint32, er
 // FirstKnownIndex.
 func (s *InboundSession) Export(index uint32) (ExportedSessionKey, error) {
 	if index < s.initial.counter {
-		return ExportedSessionKey{}, fmt.Errorf("megolm: export at %d (first known index %d): %w", index, s.initial.counter, ErrIndexTooLow)
+		return ExportedSessionKey{}, fmt.Errorf("%w: export at %d (first known index %d)", ErrIndexTooLow, index, s.initial.counter)
 	}
 	return ExportedSessionKey{k: exportedKey{ratchet: s.ratchetAt(index), signingKey: s.signingKey}, valid: true}, nil
 }
@@ -205,7 +205,7 @@ func (s *InboundSession) Merge(o *InboundSession) (*InboundSession, error) {
 	case Worse:
 		best = o
 	default:
-		return nil, fmt.Errorf("megolm: merge: %w", ErrUnconnected)
+		return nil, ErrUnconnected
 	}
 	m := &InboundSession{initial: best.initial, latest: best.initial, signingKey: s.signingKey, verified: s.verified || o.verified}
 	// Both caches lie on the same chain; keep the furthest one.

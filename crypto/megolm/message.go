@@ -65,7 +65,7 @@ func ParseMessage(b []byte) (*Message, error) {
 	}
 	sig, err := keys.NewEd25519Signature(m.signature)
 	if err != nil {
-		return nil, fmt.Errorf("megolm: parse message: %w", ErrInvalidMessage)
+		return nil, fmt.Errorf("%w: bad signature length", ErrInvalidMessage)
 	}
 	out := &Message{index: m.index, ciphertext: append([]byte(nil), m.ciphertext...), signature: sig}
 	copy(out.mac[:], m.mac)
@@ -92,40 +92,40 @@ func (m *Message) Marshal() []byte {
 
 func parseMessage(b []byte, m *message) error {
 	if len(b) > MaxMessageSize {
-		return fmt.Errorf("megolm: message of %d bytes (maximum %d): %w", len(b), MaxMessageSize, ErrMessageTooLarge)
+		return fmt.Errorf("%w: message of %d bytes (maximum %d)", ErrMessageTooLarge, len(b), MaxMessageSize)
 	}
 	if len(b) == 0 {
-		return fmt.Errorf("megolm: empty message: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: empty message", ErrInvalidMessage)
 	}
 	if b[0] != MessageVersion {
-		return fmt.Errorf("megolm: message version %d: %w", b[0], ErrBadVersion)
+		return fmt.Errorf("%w: message version %d", ErrBadVersion, b[0])
 	}
 	if len(b) < 1+suffixSize {
-		return fmt.Errorf("megolm: message truncated: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: message truncated", ErrInvalidMessage)
 	}
 	body := b[:len(b)-suffixSize]
 	p := body[1:]
 	if len(p) == 0 || p[0] != tagIndex {
-		return fmt.Errorf("megolm: message index field missing: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: message index field missing", ErrInvalidMessage)
 	}
 	idx, n := uvarint(p[1:])
 	if n <= 0 || idx > math.MaxUint32 {
-		return fmt.Errorf("megolm: bad message index varint: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: bad message index varint", ErrInvalidMessage)
 	}
 	p = p[1+n:]
 	if len(p) == 0 || p[0] != tagCiphertext {
-		return fmt.Errorf("megolm: ciphertext field missing: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: ciphertext field missing", ErrInvalidMessage)
 	}
 	l, n := uvarint(p[1:])
 	if n <= 0 {
-		return fmt.Errorf("megolm: bad ciphertext length varint: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: bad ciphertext length varint", ErrInvalidMessage)
 	}
 	p = p[1+n:]
 	if l != uint64(len(p)) {
-		return fmt.Errorf("megolm: ciphertext length does not match the message: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: ciphertext length does not match the message", ErrInvalidMessage)
 	}
 	if len(p) == 0 || len(p)%blockSize != 0 {
-		return fmt.Errorf("megolm: ciphertext is not a whole number of blocks: %w", ErrInvalidMessage)
+		return fmt.Errorf("%w: ciphertext is not a whole number of blocks", ErrInvalidMessage)
 	}
 	*m = message{
 		index:      uint32(idx),

@@ -41,7 +41,7 @@ const (
 
 func pickleKeys(key []byte) (enc, mac [32]byte, err error) {
 	if len(key) < MinPickleKeySize {
-		return enc, mac, fmt.Errorf("megolm: pickle key of %d bytes (minimum %d): %w", len(key), MinPickleKeySize, ErrInvalidPickleKey)
+		return enc, mac, fmt.Errorf("%w: pickle key of %d bytes (minimum %d)", ErrInvalidPickleKey, len(key), MinPickleKeySize)
 	}
 	out, err := hkdf.Key(sha256.New, key, nil, pickleInfo, 64)
 	if err != nil {
@@ -87,19 +87,19 @@ func seal(key []byte, kind byte, plaintext []byte) ([]byte, error) {
 // length. The caller clears the returned plaintext.
 func open(key []byte, kind byte, want int, data []byte) ([]byte, error) {
 	if len(data) > maxPickleSize {
-		return nil, fmt.Errorf("megolm: pickle of %d bytes: %w", len(data), ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle of %d bytes", ErrInvalidPickle, len(data))
 	}
 	if len(data) < pickleHeader {
-		return nil, fmt.Errorf("megolm: pickle truncated: %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle truncated", ErrInvalidPickle)
 	}
 	if data[0] != pickleVersion {
-		return nil, fmt.Errorf("megolm: pickle version %d: %w", data[0], ErrUnknownPickleVersion)
+		return nil, fmt.Errorf("%w: pickle version %d", ErrUnknownPickleVersion, data[0])
 	}
 	if data[1] != kind {
-		return nil, fmt.Errorf("megolm: pickle holds the wrong kind of session: %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle holds the wrong kind of session", ErrInvalidPickle)
 	}
 	if len(data) != pickleHeader+pickleTagSize+want {
-		return nil, fmt.Errorf("megolm: pickle of %d bytes: %w", len(data), ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle of %d bytes", ErrInvalidPickle, len(data))
 	}
 	enc, mac, err := pickleKeys(key)
 	if err != nil {
@@ -112,7 +112,7 @@ func open(key []byte, kind byte, want int, data []byte) ([]byte, error) {
 	ctr(&enc, tag, pt, data[pickleHeader+pickleTagSize:])
 	if !hmac.Equal(pickleTag(&mac, data[:pickleHeader], pt), tag) {
 		clear(pt)
-		return nil, fmt.Errorf("megolm: pickle authentication failed (wrong key or corrupted): %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle authentication failed (wrong key or corrupted)", ErrInvalidPickle)
 	}
 	return pt, nil
 }
@@ -143,11 +143,11 @@ func UnpickleOutboundSession(key, data []byte) (*OutboundSession, error) {
 	defer clear(pt)
 	exhausted, ok := byteBool(pt[4])
 	if !ok {
-		return nil, fmt.Errorf("megolm: pickle: bad flag: %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle: bad flag", ErrInvalidPickle)
 	}
 	sk, err := keys.NewEd25519SecretKeyFromSeed(pt[5+RatchetSize:])
 	if err != nil {
-		return nil, fmt.Errorf("megolm: pickle: %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: bad key in pickle", ErrInvalidPickle)
 	}
 	o := &OutboundSession{signing: sk, exhausted: exhausted}
 	o.ratchet.counter = binary.BigEndian.Uint32(pt[:4])
@@ -190,14 +190,14 @@ func UnpickleInboundSession(key, data []byte) (*InboundSession, error) {
 	p = p[4+RatchetSize:]
 	pub, err := keys.NewEd25519PublicKey(p[:keys.Ed25519PublicKeySize])
 	if err != nil {
-		return nil, fmt.Errorf("megolm: pickle: %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: bad key in pickle", ErrInvalidPickle)
 	}
 	s.signingKey = pub
 	verified, ok := byteBool(p[keys.Ed25519PublicKeySize])
 	if !ok || s.latest.counter < s.initial.counter {
 		s.initial.wipe()
 		s.latest.wipe()
-		return nil, fmt.Errorf("megolm: pickle: inconsistent state: %w", ErrInvalidPickle)
+		return nil, fmt.Errorf("%w: pickle: inconsistent state", ErrInvalidPickle)
 	}
 	s.verified = verified
 	return s, nil

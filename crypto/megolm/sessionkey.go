@@ -64,13 +64,13 @@ func (k *exportedKey) appendTo(b []byte, version byte) []byte {
 
 func (k *exportedKey) decode(b []byte, version byte) error {
 	if b[0] != version {
-		return fmt.Errorf("megolm: session key version %d (want %d): %w", b[0], version, ErrBadVersion)
+		return fmt.Errorf("%w: session key version %d (want %d)", ErrBadVersion, b[0], version)
 	}
 	k.ratchet.counter = binary.BigEndian.Uint32(b[1:5])
 	copy(k.ratchet.data[:], b[5:5+RatchetSize])
 	pub, err := keys.NewEd25519PublicKey(b[5+RatchetSize : ExportedSessionKeySize])
 	if err != nil {
-		return fmt.Errorf("megolm: session key: %w", ErrInvalidSessionKey)
+		return fmt.Errorf("%w: bad signing key", ErrInvalidSessionKey)
 	}
 	k.signingKey = pub
 	return nil
@@ -82,15 +82,15 @@ func (k *exportedKey) decode(b []byte, version byte) error {
 func decodeKeyBase64(s string, n int) ([]byte, error) {
 	// A bound before decoding: the padded encoding of n bytes.
 	if len(s) > (n+2)/3*4 {
-		return nil, fmt.Errorf("megolm: session key of %d base64 characters: %w", len(s), ErrInvalidSessionKey)
+		return nil, fmt.Errorf("%w: session key of %d base64 characters", ErrInvalidSessionKey, len(s))
 	}
 	b, err := keys.DecodeBase64Lenient(s)
 	if err != nil {
-		return nil, fmt.Errorf("megolm: session key: %w", ErrInvalidSessionKey)
+		return nil, fmt.Errorf("%w: not base64", ErrInvalidSessionKey)
 	}
 	if len(b) != n {
 		clear(b)
-		return nil, fmt.Errorf("megolm: session key of %d bytes (want %d): %w", len(b), n, ErrInvalidSessionKey)
+		return nil, fmt.Errorf("%w: session key of %d bytes (want %d)", ErrInvalidSessionKey, len(b), n)
 	}
 	return b, nil
 }
@@ -111,7 +111,7 @@ func ParseSessionKey(s string) (SessionKey, error) {
 // signature.
 func NewSessionKey(b []byte) (SessionKey, error) {
 	if len(b) != SessionKeySize {
-		return SessionKey{}, fmt.Errorf("megolm: session key of %d bytes (want %d): %w", len(b), SessionKeySize, ErrInvalidSessionKey)
+		return SessionKey{}, fmt.Errorf("%w: session key of %d bytes (want %d)", ErrInvalidSessionKey, len(b), SessionKeySize)
 	}
 	var k SessionKey
 	if err := k.k.decode(b, SessionKeyVersion); err != nil {
@@ -119,11 +119,11 @@ func NewSessionKey(b []byte) (SessionKey, error) {
 	}
 	sig, err := keys.NewEd25519Signature(b[ExportedSessionKeySize:])
 	if err != nil {
-		return SessionKey{}, fmt.Errorf("megolm: session key: %w", ErrInvalidSessionKey)
+		return SessionKey{}, fmt.Errorf("%w: bad signature length", ErrInvalidSessionKey)
 	}
 	if err := k.k.signingKey.Verify(b[:ExportedSessionKeySize], sig); err != nil {
 		k.k.ratchet.wipe()
-		return SessionKey{}, fmt.Errorf("megolm: session key: %w: %w", ErrBadSignature, err)
+		return SessionKey{}, fmt.Errorf("%w: session key: %w", ErrBadSignature, err)
 	}
 	k.signature = sig
 	k.valid = true
@@ -179,7 +179,7 @@ func ParseExportedSessionKey(s string) (ExportedSessionKey, error) {
 // NewExportedSessionKey decodes a raw 165-byte exported session key.
 func NewExportedSessionKey(b []byte) (ExportedSessionKey, error) {
 	if len(b) != ExportedSessionKeySize {
-		return ExportedSessionKey{}, fmt.Errorf("megolm: exported session key of %d bytes (want %d): %w", len(b), ExportedSessionKeySize, ErrInvalidSessionKey)
+		return ExportedSessionKey{}, fmt.Errorf("%w: exported session key of %d bytes (want %d)", ErrInvalidSessionKey, len(b), ExportedSessionKeySize)
 	}
 	var k ExportedSessionKey
 	if err := k.k.decode(b, ExportedSessionKeyVersion); err != nil {
