@@ -104,8 +104,7 @@ func read(rnd io.Reader, n int) ([]byte, error) {
 // ---- libolm ----
 
 var libolmImpl = &impl{
-	name:          "libolm",
-	deterministic: true,
+	name: "libolm",
 	newAccount: func(rnd io.Reader) (olmAccount, error) {
 		r, err := read(rnd, libolm.AccountRandomLength)
 		if err != nil {

@@ -15,8 +15,7 @@ import (
 func init() { impls["myelin"] = myelinImpl }
 
 var myelinImpl = &impl{
-	name:          "myelin",
-	deterministic: true,
+	name: "myelin",
 	newAccount: func(rnd io.Reader) (olmAccount, error) {
 		a, err := olm.NewAccount(rnd)
 		if err != nil {
