@@ -130,112 +130,208 @@ func parse(v RoomVersion, raw []byte, trusted bool) (*Event, error) {
 	if len(canon) > MaxEventSize {
 		return nil, &TooLargeError{What: "event", Size: len(canon), Limit: MaxEventSize}
 	}
-	top, err := object(canon)
-	if err != nil {
-		return nil, invalid("parse: event is not a JSON object")
-	}
 	e := &Event{version: v, raw: canon}
-	if e.roomID, err = reqString(top, "room_id"); err != nil {
+	var err error
+	if trusted {
+		err = e.extractTrusted()
+	} else {
+		err = e.extractStrict()
+	}
+	if err != nil {
 		return nil, err
+	}
+	if err := e.validate(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// pduKeys are the top-level keys wirePDU decodes.
+var pduKeys = []string{"room_id", "sender", "type", "state_key", "content", "redacts",
+	"origin_server_ts", "depth", "prev_events", "auth_events", "hashes", "unsigned"}
+
+// wirePDU is the one-pass decoding of a trusted (own, canonical) PDU.
+type wirePDU struct {
+	RoomID         string          `json:"room_id"`
+	Sender         string          `json:"sender"`
+	Type           string          `json:"type"`
+	StateKey       *string         `json:"state_key"`
+	Content        json.RawMessage `json:"content"`
+	Redacts        *string         `json:"redacts"`
+	OriginServerTS json.RawMessage `json:"origin_server_ts"`
+	Depth          json.RawMessage `json:"depth"`
+	PrevEvents     []string        `json:"prev_events"`
+	AuthEvents     []string        `json:"auth_events"`
+	Hashes         struct {
+		SHA256 string `json:"sha256"`
+	} `json:"hashes"`
+	Unsigned json.RawMessage `json:"unsigned"`
+}
+
+// extractTrusted decodes the server's own canonical bytes in one pass.
+// encoding/json matches struct keys case-insensitively; that is harmless
+// here because canonical output of Build has exactly the spec's keys.
+func (e *Event) extractTrusted() error {
+	var w wirePDU
+	if err := json.Unmarshal(e.raw, &w); err != nil {
+		return invalid("load: not a PDU")
+	}
+	var ok bool
+	if e.ts, ok = jsonInt(w.OriginServerTS); !ok {
+		return invalid("load: origin_server_ts is not an integer")
+	}
+	if e.depth, ok = jsonInt(w.Depth); !ok {
+		return invalid("load: depth is not an integer")
+	}
+	if w.PrevEvents == nil || w.AuthEvents == nil {
+		return invalid("load: missing prev_events or auth_events")
+	}
+	e.roomID, e.sender, e.typ, e.stateKey = w.RoomID, w.Sender, w.Type, w.StateKey
+	e.content, e.prev, e.auth, e.hash = w.Content, w.PrevEvents, w.AuthEvents, w.Hashes.SHA256
+	if len(w.Unsigned) > 0 && string(w.Unsigned) != "null" {
+		e.unsigned = w.Unsigned
+	}
+	if e.typ == TypeRedaction && w.Redacts != nil && !e.version.rules().redactsInContent {
+		e.redacts = *w.Redacts
+	}
+	return nil
+}
+
+// extractStrict decodes untrusted canonical bytes with exact key matching.
+func (e *Event) extractStrict() error {
+	top, err := object(e.raw)
+	if err != nil {
+		return invalid("parse: event is not a JSON object")
+	}
+	// Refuse keys that differ from a PDU key only in case, so that the
+	// one-pass decoder of LoadEvent (case-insensitive, like all of
+	// encoding/json) reads any accepted event exactly as this parser does.
+	for k := range top {
+		for _, known := range pduKeys {
+			if k != known && strings.EqualFold(k, known) {
+				return invalid("parse: key %.40q differs from %s only in case", k, known)
+			}
+		}
+	}
+	if e.roomID, err = reqString(top, "room_id"); err != nil {
+		return err
 	}
 	if e.sender, err = reqString(top, "sender"); err != nil {
-		return nil, err
+		return err
 	}
 	if e.typ, err = reqString(top, "type"); err != nil {
-		return nil, err
+		return err
 	}
 	if r, ok := top["state_key"]; ok {
 		var sk string
 		if err := json.Unmarshal(r, &sk); err != nil {
-			return nil, invalid("parse: state_key is not a string")
+			return invalid("parse: state_key is not a string")
 		}
 		e.stateKey = &sk
 	}
+	e.content = top["content"]
+	if e.ts, err = reqInt(top, "origin_server_ts"); err != nil {
+		return err
+	}
+	if e.depth, err = reqInt(top, "depth"); err != nil {
+		return err
+	}
+	if e.prev, err = idList(top, "prev_events"); err != nil {
+		return err
+	}
+	if e.auth, err = idList(top, "auth_events"); err != nil {
+		return err
+	}
+	h, ok := top["hashes"]
+	if !ok {
+		return invalid("parse: missing hashes")
+	}
+	hashes, err := object(h)
+	if err != nil {
+		return invalid("parse: hashes is not an object")
+	}
+	if r, ok := hashes["sha256"]; ok {
+		if err := json.Unmarshal(r, &e.hash); err != nil {
+			return invalid("parse: hashes.sha256 is not a string")
+		}
+	}
+	sg, ok := top["signatures"]
+	if !ok {
+		return invalid("parse: missing signatures")
+	}
+	var sigs map[string]map[string]string // checked for shape only; see VerifySignature
+	if err := json.Unmarshal(sg, &sigs); err != nil {
+		return invalid("parse: signatures is not a map of maps of strings")
+	}
+	if u, ok := top["unsigned"]; ok {
+		if len(u) == 0 || u[0] != '{' {
+			return invalid("parse: unsigned is not an object")
+		}
+		e.unsigned = u
+	}
+	if e.typ == TypeRedaction && !e.version.rules().redactsInContent {
+		if r, ok := top["redacts"]; ok {
+			if err := json.Unmarshal(r, &e.redacts); err != nil {
+				return invalid("parse: redacts is not a string")
+			}
+		}
+	}
+	return nil
+}
+
+// validate checks the decoded fields (both paths).
+func (e *Event) validate() error {
 	for _, f := range []struct {
 		what string
 		s    string
 	}{{"room_id", e.roomID}, {"sender", e.sender}, {"type", e.typ}, {"state_key", e.StateKeyOrEmpty()}} {
 		if len(f.s) > MaxIDSize {
-			return nil, &TooLargeError{What: f.what, Size: len(f.s), Limit: MaxIDSize}
+			return &TooLargeError{What: f.what, Size: len(f.s), Limit: MaxIDSize}
 		}
 	}
 	if !strings.HasPrefix(e.roomID, "!") || !strings.Contains(e.roomID, ":") {
-		return nil, invalid("parse: bad room_id")
+		return invalid("parse: bad room_id")
 	}
 	if !validUserID(e.sender) {
-		return nil, invalid("parse: bad sender")
+		return invalid("parse: bad sender")
 	}
 	if e.typ == "" {
-		return nil, invalid("parse: empty type")
+		return invalid("parse: empty type")
 	}
-	c, ok := top["content"]
-	if !ok || len(c) == 0 || c[0] != '{' {
-		return nil, invalid("parse: content is missing or not an object")
-	}
-	e.content = c
-	if e.ts, err = reqInt(top, "origin_server_ts"); err != nil {
-		return nil, err
-	}
-	if e.depth, err = reqInt(top, "depth"); err != nil {
-		return nil, err
+	if len(e.content) == 0 || e.content[0] != '{' {
+		return invalid("parse: content is missing or not an object")
 	}
 	if e.depth < 0 {
-		return nil, invalid("parse: negative depth")
+		return invalid("parse: negative depth")
 	}
-	if e.prev, err = idList(top, "prev_events"); err != nil {
-		return nil, err
+	if len(e.prev) > maxEdges || len(e.auth) > maxEdges {
+		return invalid("parse: too many prev_events or auth_events")
 	}
-	if e.auth, err = idList(top, "auth_events"); err != nil {
-		return nil, err
-	}
-	h, ok := top["hashes"]
-	if !ok {
-		return nil, invalid("parse: missing hashes")
-	}
-	hashes, err := object(h)
-	if err != nil {
-		return nil, invalid("parse: hashes is not an object")
-	}
-	if r, ok := hashes["sha256"]; ok {
-		if err := json.Unmarshal(r, &e.hash); err != nil {
-			return nil, invalid("parse: hashes.sha256 is not a string")
+	for _, l := range [][]string{e.prev, e.auth} {
+		for _, id := range l {
+			if !validEventID(id) {
+				return invalid("parse: bad event ID in prev_events or auth_events")
+			}
 		}
 	}
-	s, ok := top["signatures"]
-	if !ok {
-		return nil, invalid("parse: missing signatures")
-	}
-	var sigs map[string]map[string]string // checked for shape only; see VerifySignature
-	if err := json.Unmarshal(s, &sigs); err != nil {
-		return nil, invalid("parse: signatures is not a map of maps of strings")
-	}
-	if u, ok := top["unsigned"]; ok {
-		if len(u) == 0 || u[0] != '{' {
-			return nil, invalid("parse: unsigned is not an object")
+	if e.typ == TypeRedaction && e.version.rules().redactsInContent {
+		cm, err := object(e.content)
+		if err != nil {
+			return invalid("parse: content is not an object")
 		}
-		e.unsigned = u
-	}
-	if e.typ == TypeRedaction {
-		if v.rules().redactsInContent {
-			cm, err := object(e.content)
-			if err != nil {
-				return nil, invalid("parse: content is not an object")
-			}
-			if r, ok := cm["redacts"]; ok {
-				if err := json.Unmarshal(r, &e.redacts); err != nil {
-					return nil, invalid("parse: content.redacts is not a string")
-				}
-			}
-		} else if r, ok := top["redacts"]; ok {
+		if r, ok := cm["redacts"]; ok {
 			if err := json.Unmarshal(r, &e.redacts); err != nil {
-				return nil, invalid("parse: redacts is not a string")
+				return invalid("parse: content.redacts is not a string")
 			}
 		}
+	}
+	if e.redacts != "" && !validEventID(e.redacts) {
+		return invalid("parse: redacts is not an event ID")
 	}
 	if e.typ == TypeMember {
 		e.member = e.contentString("membership")
 	}
-	return e, nil
+	return nil
 }
 
 // object decodes a JSON object into its members with exact key matching

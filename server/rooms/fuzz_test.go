@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -40,6 +41,14 @@ func FuzzParseEvent(f *testing.F) {
 			again, err := ParseEvent(v, e.JSON())
 			if err != nil || again.ID() != e.ID() {
 				t.Fatalf("round trip: %v", err)
+			}
+			// The trusted loader agrees with the strict parser on canonical bytes.
+			loaded, err := LoadEvent(v, e.ID(), e.JSON())
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			if !reflect.DeepEqual(loaded, e) {
+				t.Fatalf("LoadEvent differs from ParseEvent:\n%+v\n%+v", loaded, e)
 			}
 			red, err := e.Redact()
 			if err != nil {
