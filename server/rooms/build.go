@@ -46,6 +46,8 @@ type Proto struct {
 	Content  json.RawMessage // a JSON object; nil means {}
 	// Redacts is the event an m.room.redaction redacts. Build puts it at the
 	// top level (v10) or in content (v11) as the room version requires.
+	// When empty, a string content.redacts is used (in v10 it is also
+	// copied to the top level).
 	Redacts string
 }
 
@@ -110,11 +112,17 @@ func Build(p Proto, pos Position, s Signer) (*Event, error) {
 		}
 	}
 	top := make(map[string]json.RawMessage, 14)
-	if p.Type == TypeRedaction && p.Redacts != "" {
-		if !validEventID(p.Redacts) {
+	redacts := p.Redacts
+	if p.Type == TypeRedaction && redacts == "" {
+		// Clients that know v11 put redacts in content in every room
+		// version; honour it in v10 too so that the redaction takes effect.
+		_ = json.Unmarshal(cm["redacts"], &redacts)
+	}
+	if p.Type == TypeRedaction && redacts != "" {
+		if !validEventID(redacts) {
 			return nil, invalid("build: bad redacts")
 		}
-		r, _ := json.Marshal(p.Redacts)
+		r, _ := json.Marshal(redacts)
 		if v.rules().redactsInContent {
 			cm["redacts"] = r
 		} else {

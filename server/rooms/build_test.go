@@ -112,6 +112,21 @@ func TestBuildRedactsPlacement(t *testing.T) {
 	}
 }
 
+// Clients that put redacts in content get a working redaction in v10 too.
+func TestBuildRedactsFromContent(t *testing.T) {
+	for _, v := range SupportedVersions() {
+		r := newRoom(t, v)
+		msg := r.mustSend(alice, "m.room.message", nil, `{"body":"x"}`)
+		red := r.mustSend(alice, TypeRedaction, nil, `{"redacts":"`+msg.ID()+`"}`)
+		if red.Redacts() != msg.ID() {
+			t.Errorf("%s: Redacts() = %q", v, red.Redacts())
+		}
+		if _, err := r.build(alice, TypeRedaction, nil, `{"redacts":"not-an-id"}`); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("%s: bad redacts: %v", v, err)
+		}
+	}
+}
+
 func TestBuildTooLarge(t *testing.T) {
 	r := newRoom(t, V11)
 	body := strings.Repeat("a", MaxEventSize)

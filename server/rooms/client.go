@@ -87,10 +87,10 @@ func (e *Event) Client(o ClientOptions) ClientEvent {
 	if !o.OmitRoomID {
 		ce.RoomID = e.roomID
 	}
-	if e.typ == TypeRedaction && e.redacts != "" {
-		ce.Redacts = e.redacts
+	if e.typ == TypeRedaction && src.redacts != "" {
+		ce.Redacts = src.redacts
 		if !e.version.rules().redactsInContent {
-			ce.Content = withRedacts(src.content, e.redacts)
+			ce.Content = withRedacts(src.content, src.redacts)
 		}
 	}
 	u := &Unsigned{
