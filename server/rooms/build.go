@@ -91,7 +91,9 @@ func Build(p Proto, pos Position, s Signer) (*Event, error) {
 	if len(bytes.TrimSpace(content)) == 0 {
 		content = json.RawMessage("{}")
 	}
-	if len(content) > MaxEventSize {
+	if len(content) > maxInputSize {
+		// Bound the work before canonicalising; the final PDU is checked
+		// against MaxEventSize below.
 		return nil, &TooLargeError{What: "event", Size: len(content), Limit: MaxEventSize}
 	}
 	// Strict decoding first: encoding/json would silently keep the last of

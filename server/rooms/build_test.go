@@ -174,3 +174,17 @@ func TestBuildRejectsBadContent(t *testing.T) {
 		t.Errorf("version 9: %v", err)
 	}
 }
+
+// Whitespace in the client's content does not count towards the limit;
+// the canonical PDU does.
+func TestBuildSizeIsCanonical(t *testing.T) {
+	r := newRoom(t, V11)
+	content := `{"body":    "` + strings.Repeat("a", 1000) + `"` + strings.Repeat(" ", MaxEventSize) + `}`
+	e, err := r.build(alice, "m.room.message", nil, content)
+	if err != nil {
+		t.Fatalf("padded content refused: %v", err)
+	}
+	if len(e.JSON()) > 2000 {
+		t.Fatalf("PDU not canonical: %d bytes", len(e.JSON()))
+	}
+}
