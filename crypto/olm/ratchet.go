@@ -1,10 +1,6 @@
 package olm
 
 import (
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/sha256"
-
 	"myelin/crypto/internal/cipher"
 	"myelin/keys"
 )
@@ -44,18 +40,12 @@ type chainKey struct {
 
 // messageKey returns M_i,j = HMAC(C_i,j, 0x01).
 func (c *chainKey) messageKey() messageKey {
-	mk := messageKey{index: c.index}
-	h := hmac.New(sha256.New, c.key[:])
-	h.Write(seedMessageKey)
-	h.Sum(mk.key[:0])
-	return mk
+	return messageKey{key: hmacSHA256(c.key[:], seedMessageKey), index: c.index}
 }
 
 // advance sets C_i,j+1 = HMAC(C_i,j, 0x02).
 func (c *chainKey) advance() {
-	h := hmac.New(sha256.New, c.key[:])
-	h.Write(seedChainKey)
-	h.Sum(c.key[:0])
+	c.key = hmacSHA256(c.key[:], seedChainKey)
 	c.index++
 }
 
@@ -102,13 +92,4 @@ func (r *receiverChain) wipe() {
 }
 
 // kdf64 returns HKDF-SHA-256(salt, ikm, info) split into two 32-byte keys.
-func kdf64(salt, ikm []byte, info string) (a, b [32]byte) {
-	out, err := hkdf.Key(sha256.New, ikm, salt, info, 64)
-	if err != nil { // only for lengths over 255*32
-		panic("olm: internal error: " + err.Error())
-	}
-	copy(a[:], out[:32])
-	copy(b[:], out[32:])
-	clear(out)
-	return a, b
-}
+func kdf64(salt, ikm []byte, info string) (a, b [32]byte) { return hkdf64(salt, ikm, info) }
