@@ -182,3 +182,30 @@ func TestMegolmTampered(t *testing.T) {
 		}
 	})
 }
+
+// TestMegolmPlaintextSizes: block boundaries and a 40000-byte plaintext,
+// about the largest whose base64 message still fits a 64 KiB event.
+func TestMegolmPlaintextSizes(t *testing.T) {
+	forPairs(t, func(t *testing.T, ia, ib *impl) {
+		out, err := ia.newOutbound(detRand(400))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := ib.newInbound(out.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, size := range []int{0, 1, 15, 16, 17, 40000} {
+			if size == 0 && ia.name == "goolm" {
+				continue
+			}
+			idx := out.MessageIndex()
+			pt := bytes.Repeat([]byte{'m'}, size)
+			m, err := out.Encrypt(pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			groupDecrypt(t, in, groupMsg{m, pt}, idx)
+		}
+	})
+}
