@@ -12,7 +12,9 @@ out="$root/bench-olm.txt"
 benchstat="golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
 
 cd "$root/interop"
-go test -run '^$' -bench '^Benchmark(Megolm|Olm|Floor)' -benchmem \
+# -mod=mod: interop/go.mod goes stale whenever the root module's
+# requirements change (it replaces myelin with ../); let go fix it up.
+go test -mod=mod -run '^$' -bench '^Benchmark(Megolm|Olm|Floor)' -benchmem \
   -count "$count" -benchtime "$benchtime" . | tee "$out"
 
 cd "$root"
