@@ -87,6 +87,7 @@ type Server struct {
 	signer   rooms.Signer
 	quit     chan struct{}
 	quitOnce gosync.Once
+	cache    roomCache
 }
 
 // Close makes long-polling requests return at once (call before shutdown).
@@ -134,6 +135,8 @@ func New(cfg Config) (*Server, error) {
 		rt: &router{}, uia: newUIAStore(), limiter: newLimiter(cfg.Now), typing: newTypingStore(),
 		hashSem: make(chan struct{}, 4), quit: make(chan struct{}),
 	}
+	s.cache.rooms = map[string]*cachedRoom{}
+	s.cache.vers = map[string]rooms.RoomVersion{}
 	s.signer = rooms.NewSigner(cfg.ServerName, cfg.KeyVersion, cfg.SigningKey)
 	s.routes()
 	s.e2ee = s.registerE2EE()

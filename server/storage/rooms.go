@@ -83,8 +83,12 @@ type RoomWriter interface {
 	PutAlias(alias, creator string) error
 	// SetPublished sets the room's public-directory flag.
 	SetPublished(published bool) error
+	// Txn returns a stored client transaction result, or ErrNotFound.
+	Txn(k TxnKey) (TxnResult, error)
 	// Wake marks users whose /sync must wake after commit.
 	Wake(userIDs ...string)
+	// OnCommit runs fn after the transaction committed.
+	OnCommit(fn func())
 }
 
 // MembershipRow is a user's current membership in one room.

@@ -32,6 +32,9 @@ type E2EEResponse struct {
 	// Changed lists users whose device list or cross-signing keys changed in
 	// (Since, Upto] (incremental syncs only).
 	Changed []string
+	// Left lists users who no longer share a room with the caller, if the
+	// source tracks it (the HTTP layer adds membership-derived entries).
+	Left []string
 	// OneTimeKeyCounts maps algorithm to the number of unclaimed one-time keys.
 	OneTimeKeyCounts map[string]int
 	// UnusedFallbackKeyTypes lists algorithms with an unused fallback key.

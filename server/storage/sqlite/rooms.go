@@ -158,6 +158,10 @@ func (w *roomWriter) SetPublished(p bool) error {
 
 func (w *roomWriter) Wake(userIDs ...string) { w.t.Wake(userIDs...) }
 
+func (w *roomWriter) OnCommit(fn func()) { w.t.OnCommit(fn) }
+
+func (w *roomWriter) Txn(k storage.TxnKey) (storage.TxnResult, error) { return w.t.TxnTx(k) }
+
 // WriteRoom implements storage.Rooms.
 func (s *Store) WriteRoom(ctx context.Context, roomID string, fn func(w storage.RoomWriter) error) error {
 	return s.Write(ctx, func(t *Tx) error { return fn(&roomWriter{t: t, roomID: roomID}) })

@@ -1,7 +1,0 @@
-package httpapi
-
-import "net/http"
-
-func (s *Server) roomRoutes()                                      {}
-func (s *Server) syncRoutes()                                      {}
-func (s *Server) updateMemberProfiles(r *http.Request, uid string) {}
