@@ -259,7 +259,7 @@ func (a *Account) NewOutboundSession(rand io.Reader, theirIdentityKey, theirOneT
 // the plaintext; on any error the account is unchanged. Persist the account
 // and the session together.
 func (a *Account) NewInboundSession(theirIdentityKey keys.Curve25519PublicKey, m *PreKeyMessage) (*Session, []byte, error) {
-	if m == nil {
+	if m == nil || m.message == nil || len(m.message.raw) == 0 { // nil, or a zero value not made by a parser
 		return nil, nil, fmt.Errorf("olm: inbound session: no message: %w", ErrInvalidMessage)
 	}
 	if m.identityKey != theirIdentityKey { // public values

@@ -58,8 +58,8 @@ var (
 // index was Got steps ahead of the receiver chain, and at most Max are
 // allowed.
 type MessageGapError struct {
-	Got uint64
-	Max uint64
+	Got uint64 // how far ahead the message was
+	Max uint64 // MaxMessageGap
 }
 
 // Error implements error.

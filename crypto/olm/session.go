@@ -153,7 +153,7 @@ func (s *Session) Decrypt(m Message) ([]byte, error) {
 		}
 		nm = v.message
 	}
-	if nm == nil {
+	if nm == nil || len(nm.raw) == 0 { // nil, or a zero value not made by a parser
 		return nil, fmt.Errorf("olm: decrypt: no message: %w", ErrInvalidMessage)
 	}
 	pt, err := s.decrypt(nm)

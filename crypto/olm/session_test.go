@@ -518,6 +518,18 @@ func TestSign(t *testing.T) {
 	}
 }
 
+func TestZeroValueMessages(t *testing.T) {
+	p := newPair(t, "zero-value")
+	for _, m := range []Message{&NormalMessage{}, &PreKeyMessage{}, (*NormalMessage)(nil), (*PreKeyMessage)(nil), nil} {
+		decryptFails(t, p.bs, m, nil)
+	}
+	for _, m := range []*PreKeyMessage{{}, {message: &NormalMessage{}}} {
+		if _, _, err := p.bob.NewInboundSession(p.aliceCurve, m); !errors.Is(err, ErrInvalidMessage) {
+			t.Fatalf("zero pre-key message: %v", err)
+		}
+	}
+}
+
 func TestNewAccountShortRandom(t *testing.T) {
 	if _, err := NewAccount(bytes.NewReader(make([]byte, 63))); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v", err)
