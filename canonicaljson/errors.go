@@ -3,20 +3,20 @@ package canonicaljson
 import (
 	"errors"
 	"strconv"
+	"strings"
 )
 
 // Sentinel errors wrapped by [*SyntaxError]; test with errors.Is.
 var (
-	ErrSyntax          = errors.New("invalid JSON syntax")
-	ErrDuplicateKey    = errors.New("duplicate object key")
-	ErrNonInteger      = errors.New("number is not a plain integer (fraction, exponent or negative zero)")
-	ErrNumberRange     = errors.New("integer outside [-(2^53)+1, 2^53-1]")
-	ErrInvalidUTF8     = errors.New("invalid UTF-8")
-	ErrLoneSurrogate   = errors.New("lone or mis-paired surrogate in \\u escape")
-	ErrTooDeep         = errors.New("nesting too deep")
-	ErrTooLarge        = errors.New("input too large")
-	ErrNotObject       = errors.New("top-level value is not an object")
-	ErrUnsupportedType = errors.New("unsupported value type")
+	ErrSyntax        = errors.New("canonicaljson: invalid JSON syntax")
+	ErrDuplicateKey  = errors.New("canonicaljson: duplicate object key")
+	ErrNonInteger    = errors.New("canonicaljson: number is not a plain integer (fraction, exponent or negative zero)")
+	ErrNumberRange   = errors.New("canonicaljson: integer outside [-(2^53)+1, 2^53-1]")
+	ErrInvalidUTF8   = errors.New("canonicaljson: invalid UTF-8")
+	ErrLoneSurrogate = errors.New("canonicaljson: lone or mis-paired surrogate in \\u escape")
+	ErrTooDeep       = errors.New("canonicaljson: nesting too deep")
+	ErrTooLarge      = errors.New("canonicaljson: input too large")
+	ErrNotObject     = errors.New("canonicaljson: top-level value is not an object")
 )
 
 // SyntaxError reports where and why input was rejected. Offset is the byte
@@ -28,8 +28,9 @@ type SyntaxError struct {
 	Detail string
 }
 
+// Error implements the error interface.
 func (e *SyntaxError) Error() string {
-	s := "canonicaljson: " + e.Err.Error()
+	s := "canonicaljson: " + strings.TrimPrefix(e.Err.Error(), "canonicaljson: ")
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}

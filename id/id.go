@@ -32,6 +32,7 @@ type ParseError struct {
 	Reason string // lower-case explanation
 }
 
+// Error implements the error interface.
 func (e *ParseError) Error() string { return "id: invalid " + e.Kind + ": " + e.Reason }
 
 // Unwrap returns [ErrInvalidID].

@@ -39,6 +39,7 @@ type SignatureError struct {
 	Cause  error // underlying error (e.g. from package keys), may be nil
 }
 
+// Error implements the error interface.
 func (e *SignatureError) Error() string {
 	s := fmt.Sprintf("signing: signature by %q with key %q: %s", e.Signer, e.KeyID, strings.TrimPrefix(e.Reason.Error(), "signing: signature "))
 	if e.Cause != nil {

@@ -51,6 +51,7 @@ type DeviceError struct {
 	Cause    error // detail, may be nil
 }
 
+// Error implements the error interface.
 func (e *DeviceError) Error() string {
 	s := fmt.Sprintf("crosssign: device %q of %q rejected: %s", e.DeviceID, e.UserID, strings.TrimPrefix(e.Reason.Error(), "crosssign: "))
 	if e.Cause != nil {

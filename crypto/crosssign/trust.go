@@ -137,13 +137,13 @@ func Evaluate(in Input) (*Result, error) {
 	default:
 		var err error
 		if msk, err = checkKey(in.MasterKey, UsageMaster, in.UserID); err != nil {
-			r.IdentityErr = fmt.Errorf("master key: %w", err)
+			r.IdentityErr = fmt.Errorf("crosssign: master key: %w", err)
 		} else if ssk, err = checkKey(in.SelfSigningKey, UsageSelfSigning, in.UserID); err != nil {
-			r.IdentityErr = fmt.Errorf("self-signing key: %w", err)
+			r.IdentityErr = fmt.Errorf("crosssign: self-signing key: %w", err)
 		} else if err = ssk.VerifySignedBy(in.UserID, msk.PublicKey); err != nil {
-			r.IdentityErr = fmt.Errorf("self-signing key: %w", err)
+			r.IdentityErr = fmt.Errorf("crosssign: self-signing key: %w", err)
 		} else if ssk.PublicKey == msk.PublicKey {
-			r.IdentityErr = fmt.Errorf("self-signing key: %w: equals the master key", ErrMalformedKey)
+			r.IdentityErr = fmt.Errorf("crosssign: self-signing key: %w: equals the master key", ErrMalformedKey)
 		}
 	}
 	if r.IdentityErr != nil {
