@@ -44,6 +44,7 @@ type Error struct {
 	Code string
 }
 
+// Error returns "libolm: <op>: <code>".
 func (e *Error) Error() string { return "libolm: " + e.Op + ": " + e.Code }
 
 // Is reports whether target is ErrLibolm.
