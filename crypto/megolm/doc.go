@@ -45,12 +45,15 @@
 // Message indices are uint32 and compared as plain integers, as vodozemac
 // does: an inbound session decrypts any index >= its first known index, up
 // to 2^32-1, by advancing a copy of its ratchet (at most 1020 HMACs). libolm
-// instead compares modulo 2^32 within a 2^31 window, so it refuses a message
-// 2^31 or more ahead of the first known index (we accept it) and accepts an
-// index that has wrapped past 2^32 (we refuse it with
-// [ErrUnknownMessageIndex]). Neither case arises from a sender that rotates
-// as the spec asks. An [OutboundSession] never wraps: after index 2^32-1 it
-// is [OutboundSession.Exhausted].
+// 3.2.13 instead decrypts within a window of 2^31 indices modulo 2^32, so it
+// refuses a message 2^31 or more ahead of the first known index (we accept
+// it) and accepts an index that has wrapped past 2^32 (we refuse it with
+// [ErrUnknownMessageIndex]); its export advances to any index, wrapping
+// (ours refuses indices below the first known one with [ErrIndexTooLow]).
+// These differences were checked against libolm and arise only from hostile
+// or broken senders: a sender rotating as the spec asks never gets near
+// them. An [OutboundSession] never wraps: after index 2^32-1 it is
+// [OutboundSession.Exhausted].
 //
 // # Secrets
 //

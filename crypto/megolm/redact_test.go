@@ -40,7 +40,7 @@ func TestNoSecretsInOutput(t *testing.T) {
 		needles = append(needles, string(w), hex.EncodeToString(w), strings.ToUpper(hex.EncodeToString(w)),
 			strings.Trim(fmt.Sprint(w), "[]"), fmt.Sprintf("%#v", w)[len("[]byte{"):40])
 		for off := range 3 { // base64 at every alignment
-			needles = append(needles, keys.EncodeBase64(s[off:off+12])[4:12])
+			needles = append(needles, keys.EncodeBase64(s[off : off+12])[4:12])
 		}
 	}
 	needles = append(needles, sk.String()[10:40], ek.String()[10:40])
