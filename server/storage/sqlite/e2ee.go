@@ -148,7 +148,6 @@ func (s *Store) UploadKeys(ctx context.Context, u storage.KeyUpload) (map[string
 	return counts, changes, nil
 }
 
-
 func otkCounts(q interface {
 	Query(q string, args ...any) (*sql.Rows, error)
 }, userID, deviceID string) (map[string]int, error) {
