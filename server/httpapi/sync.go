@@ -383,7 +383,9 @@ func (s *Server) stateFor(ctx context.Context, sess Session, f *api.Filter, room
 				if slices.ContainsFunc(st, func(e *storage.Event) bool { return e.Type == rooms.TypeMember && *e.StateKey == u }) {
 					continue
 				}
-				if slices.ContainsFunc(tl, func(e *storage.Event) bool { return e.Type == rooms.TypeMember && e.StateKey != nil && *e.StateKey == u }) {
+				if slices.ContainsFunc(tl, func(e *storage.Event) bool {
+					return e.Type == rooms.TypeMember && e.StateKey != nil && *e.StateKey == u
+				}) {
 					continue
 				}
 				if u == sess.UserID {
