@@ -83,7 +83,8 @@ type NormalMessage struct {
 //	0x03 | 0x0A 0x20 one-time-key | 0x12 0x20 base-key | 0x1A 0x20 identity-key | 0x22 varint(len) message
 //
 // The wrapper has no MAC of its own; only the inner message is
-// authenticated. Values are immutable and always in canonical encoding.
+// authenticated. Values are immutable; see [ParsePreKeyMessage] for the
+// field orders accepted.
 type PreKeyMessage struct {
 	oneTimeKey  keys.Curve25519PublicKey
 	baseKey     keys.Curve25519PublicKey
@@ -187,7 +188,7 @@ func parseNormal(b []byte) (*NormalMessage, error) {
 	if b[0] != ProtocolVersion {
 		return nil, fmt.Errorf("version %d: %w", b[0], ErrBadVersion)
 	}
-	r := reader{b: b[:len(b)-macSize], off: 1}
+	r := reader{b: b[: len(b)-macSize : len(b)-macSize], off: 1} // no reading into the MAC
 	m := &NormalMessage{}
 	var err error
 	if m.ratchetKey, err = r.key(tagRatchetKey); err != nil {
@@ -216,10 +217,14 @@ func parseNormal(b []byte) (*NormalMessage, error) {
 	return m, nil
 }
 
-// ParsePreKeyMessage parses a type 0 message, with the same canonical-only
-// rules as [ParseNormalMessage]: version 3, the fields one-time key, base
-// key, identity key, message in that order, each exactly once, keys of 32
-// bytes, and an embedded message that itself parses.
+// ParsePreKeyMessage parses a type 0 message. Its four fields (one-time
+// key, base key, identity key, message) must each appear exactly once, with
+// keys of 32 bytes, no unknown fields, minimal varints, and an embedded
+// message that [ParseNormalMessage] accepts. Unlike the normal message, the
+// fields may come in any order: libolm and vodozemac write 1, 2, 3, 4 (as
+// does [Session.Encrypt]), but goolm (mautrix-go) writes 1, 3, 2, 4. Marshal
+// returns the bytes as received. The wrapper is not authenticated by
+// anything but the 3DH its keys feed, so the order carries no meaning.
 func ParsePreKeyMessage(b []byte) (*PreKeyMessage, error) {
 	m, err := parsePreKey(b)
 	if err != nil {
@@ -238,25 +243,47 @@ func parsePreKey(b []byte) (*PreKeyMessage, error) {
 	if b[0] != ProtocolVersion {
 		return nil, fmt.Errorf("version %d: %w", b[0], ErrBadVersion)
 	}
-	r := reader{b: b, off: 1}
+	r := reader{b: b[:len(b):len(b)], off: 1}
 	m := &PreKeyMessage{}
-	var err error
-	if m.oneTimeKey, err = r.key(tagOneTimeKey); err != nil {
-		return nil, err
-	}
-	if m.baseKey, err = r.key(tagBaseKey); err != nil {
-		return nil, err
-	}
-	if m.identityKey, err = r.key(tagIdentityKey); err != nil {
-		return nil, err
-	}
-	inner, _, err := r.bytes(tagInner)
-	if err != nil {
-		return nil, err
+	var seen [4]bool
+	var inner []byte
+	for range len(seen) {
+		if r.done() {
+			return nil, fmt.Errorf("missing field: %w", ErrInvalidMessage)
+		}
+		tag := r.b[r.off]
+		var field int
+		var dst *keys.Curve25519PublicKey
+		switch tag {
+		case tagOneTimeKey:
+			field, dst = 0, &m.oneTimeKey
+		case tagBaseKey:
+			field, dst = 1, &m.baseKey
+		case tagIdentityKey:
+			field, dst = 2, &m.identityKey
+		case tagInner:
+			field = 3
+		default:
+			return nil, fmt.Errorf("unexpected tag 0x%02x: %w", tag, ErrInvalidMessage)
+		}
+		if seen[field] {
+			return nil, fmt.Errorf("duplicate tag 0x%02x: %w", tag, ErrInvalidMessage)
+		}
+		seen[field] = true
+		var err error
+		if dst != nil {
+			*dst, err = r.key(tag)
+		} else {
+			inner, _, err = r.bytes(tag)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if !r.done() {
 		return nil, fmt.Errorf("trailing data: %w", ErrInvalidMessage)
 	}
+	var err error
 	if m.message, err = parseNormal(inner); err != nil {
 		return nil, err
 	}
@@ -318,9 +345,12 @@ func (r *reader) bytes(tag byte) ([]byte, int, error) {
 	if err := r.tag(tag); err != nil {
 		return nil, 0, err
 	}
-	n, err := r.varint(uint64(len(r.b) - r.off))
+	n, err := r.varint(MaxMessageSize)
 	if err != nil {
 		return nil, 0, err
+	}
+	if n > uint64(len(r.b)-r.off) {
+		return nil, 0, fmt.Errorf("field runs past the end: %w", ErrInvalidMessage)
 	}
 	off := r.off
 	r.off += int(n)

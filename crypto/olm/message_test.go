@@ -127,7 +127,8 @@ func TestParsePreKeyRejects(t *testing.T) {
 	}{
 		{"version 2", append([]byte{2}, pk[1:]...), ErrBadVersion},
 		{"inner version 4", normalBytes(pk[:105], badInner), ErrBadVersion},
-		{"keys out of order", normalBytes([]byte{3, 0x12, 32}, k(1), []byte{0x0A, 32}, k(0), []byte{0x1A, 32}, k(2), []byte{0x22, byte(len(inner))}, inner), ErrInvalidMessage},
+		{"duplicate key", normalBytes([]byte{3, 0x0A, 32}, k(0), []byte{0x0A, 32}, k(1), []byte{0x1A, 32}, k(2), []byte{0x22, byte(len(inner))}, inner), ErrInvalidMessage},
+		{"unknown field", normalBytes([]byte{3, 0x0A, 32}, k(0), []byte{0x12, 32}, k(1), []byte{0x2A, 0}, []byte{0x1A, 32}, k(2), []byte{0x22, byte(len(inner))}, inner), ErrInvalidMessage},
 		{"missing identity key", normalBytes([]byte{3, 0x0A, 32}, k(0), []byte{0x12, 32}, k(1), []byte{0x22, byte(len(inner))}, inner), ErrInvalidMessage},
 		{"short base key", normalBytes([]byte{3, 0x0A, 32}, k(0), []byte{0x12, 31}, k(1)[:31], []byte{0x1A, 32}, k(2), []byte{0x22, byte(len(inner))}, inner), ErrInvalidMessage},
 		{"trailing data", append(bytes.Clone(pk), 0), ErrInvalidMessage},
@@ -151,6 +152,47 @@ func TestParsePreKeyRejects(t *testing.T) {
 		if tc.want != nil && !errors.Is(err, tc.want) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestPreKeyFieldOrder: goolm writes the pre-key fields in the order 1, 3,
+// 2, 4; such messages must parse to the same fields, keep their bytes, and
+// start a session.
+func TestPreKeyFieldOrder(t *testing.T) {
+	r := newDetRand("field-order")
+	alice, _ := NewAccount(r)
+	bob, _ := NewAccount(r)
+	ac, _ := alice.IdentityKeys()
+	bc, _ := bob.IdentityKeys()
+	_ = bob.GenerateOneTimeKeys(r, 1)
+	s, _ := alice.NewOutboundSession(r, bc, bob.OneTimeKeys()[0].Key)
+	m := encrypt(t, s, r, "reordered").(*PreKeyMessage)
+	pk := m.Marshal()
+	key := func(i int) []byte { return pk[1+34*i : 1+34*i+34] } // tag, length, key
+	rest := pk[1+3*34:]
+	for _, order := range [][]int{{0, 2, 1}, {2, 1, 0}, {1, 0, 2}} {
+		b := []byte{3}
+		for _, i := range order {
+			b = append(b, key(i)...)
+		}
+		b = append(b, rest...)
+		got, err := ParsePreKeyMessage(b)
+		if err != nil {
+			t.Fatalf("order %v: %v", order, err)
+		}
+		if !bytes.Equal(got.Marshal(), b) || got.SessionID() != m.SessionID() {
+			t.Fatalf("order %v: bytes or fields changed", order)
+		}
+	}
+	// The message first, then the keys.
+	b := append([]byte{3}, rest...)
+	b = append(b, pk[1:1+3*34]...)
+	got, err := ParsePreKeyMessage(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, pt, err := bob.NewInboundSession(ac, got); err != nil || string(pt) != "reordered" {
+		t.Fatalf("inbound from reordered message: %q %v", pt, err)
 	}
 }
 
