@@ -514,3 +514,29 @@ func FuzzParseDeviceKeys(f *testing.F) {
 		_, _ = Evaluate(Input{UserID: bob.id, MasterKey: bob.msk, SelfSigningKey: raw, Devices: map[string][]byte{"DEV": raw}})
 	})
 }
+
+func BenchmarkEvaluate(b *testing.B) {
+	alice := newUser(b, "@alice:example.org", 1)
+	bob := newUser(b, "@bob:example.org", 10)
+	devs := map[string][]byte{}
+	for i := range 10 {
+		d := newDevice(b, "@bob:example.org", fmt.Sprintf("DEV%02d", i), byte(100+i), nil)
+		signed, err := bob.sk.SignDevice(d.raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		devs[fmt.Sprintf("DEV%02d", i)] = signed
+	}
+	msk, err := alice.sk.SignMasterKey(bob.msk, bob.sk.Master.PublicKey())
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := Input{UserID: bob.id, MasterKey: msk, SelfSigningKey: bob.ssk, Devices: devs, Our: alice.our()}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := Evaluate(in)
+		if err != nil || !r.Verified || len(r.CrossSigned()) != 10 {
+			b.Fatal("unexpected result")
+		}
+	}
+}
