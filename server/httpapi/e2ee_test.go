@@ -71,7 +71,7 @@ func deviceKeys(t *testing.T, u user, k edKey) map[string]any {
 	return sign(t, map[string]any{
 		"user_id": u.id, "device_id": u.device,
 		"algorithms": []string{"m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"},
-		"keys": map[string]string{"curve25519:" + u.device: b64.EncodeToString(make([]byte, 32)), "ed25519:" + u.device: k.pub},
+		"keys":       map[string]string{"curve25519:" + u.device: b64.EncodeToString(make([]byte, 32)), "ed25519:" + u.device: k.pub},
 	}, u.id, u.device, k)
 }
 
