@@ -33,8 +33,10 @@
 // changes the session only on success. Every peer-controlled collection is
 // bounded ([MaxReceiverChains], [MaxSkippedMessageKeys], [MaxMessageGap],
 // [MaxMessageSize]), non-contributory X25519 results are refused
-// (keys.ErrNonContributory), and the message parsers accept only the
-// canonical encoding, so a message has exactly one encoding. Secret-holding
+// (keys.ErrNonContributory), and the normal-message parser accepts only the
+// canonical encoding, so an authenticated message has exactly one encoding
+// (pre-key wrappers, which carry no MAC, may order their fields freely, as
+// goolm does; see [ParsePreKeyMessage]). Secret-holding
 // types print only public data through fmt and slog. Go cannot guarantee
 // that secrets are erased from memory: the garbage collector may copy them.
 package olm
