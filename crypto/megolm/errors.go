@@ -41,8 +41,8 @@ var (
 	// ErrUnknownPickleVersion reports a pickle written by an unknown (newer)
 	// version of this package.
 	ErrUnknownPickleVersion = errors.New("megolm: unknown pickle version")
-	// ErrInvalidPickleKey reports a pickle key shorter than [MinPickleKeySize].
-	ErrInvalidPickleKey = errors.New("megolm: pickle key too short")
+	// ErrBadPickleKey reports a pickle key shorter than [PickleKeySize].
+	ErrBadPickleKey = errors.New("megolm: pickle key too short")
 )
 
 // UnknownMessageIndexError gives the detail of [ErrUnknownMessageIndex]: the

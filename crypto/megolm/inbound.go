@@ -3,6 +3,7 @@ package megolm
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"myelin/keys"
 )
@@ -225,6 +226,9 @@ func (s InboundSession) String() string {
 
 // GoString is redacted like String.
 func (s InboundSession) GoString() string { return s.String() }
+
+// LogValue keeps secrets out of structured logs.
+func (s InboundSession) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Format makes every fmt verb print the redacted form.
 func (s InboundSession) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }

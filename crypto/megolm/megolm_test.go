@@ -507,7 +507,7 @@ func TestPickle(t *testing.T) {
 		want error
 	}{
 		{"wrong key", wrongKey, ip, true, ErrInvalidPickle},
-		{"short key", testPickleKey[:31], ip, true, ErrInvalidPickleKey},
+		{"short key", testPickleKey[:31], ip, true, ErrBadPickleKey},
 		{"inbound as outbound", testPickleKey, ip, false, ErrInvalidPickle},
 		{"outbound as inbound", testPickleKey, op, true, ErrInvalidPickle},
 		{"unknown version", testPickleKey, append([]byte{2}, ip[1:]...), true, ErrUnknownPickleVersion},
@@ -542,7 +542,7 @@ func TestPickle(t *testing.T) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if _, err := o.Pickle(nil); !errors.Is(err, ErrInvalidPickleKey) {
+	if _, err := o.Pickle(nil); !errors.Is(err, ErrBadPickleKey) {
 		t.Fatalf("Pickle with no key: %v", err)
 	}
 	// Pickles are deterministic (equal state, equal bytes) and do not

@@ -3,6 +3,7 @@ package megolm
 import (
 	"fmt"
 	"io"
+	"log/slog"
 
 	"myelin/keys"
 )
@@ -112,6 +113,9 @@ func (o OutboundSession) String() string {
 
 // GoString is redacted like String.
 func (o OutboundSession) GoString() string { return o.String() }
+
+// LogValue keeps secrets out of structured logs.
+func (o OutboundSession) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 // Format makes every fmt verb print the redacted form.
 func (o OutboundSession) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, o.String()) }

@@ -23,9 +23,9 @@ import (
 // any tampering fails with [ErrInvalidPickle] before the state is parsed.
 // The format is myelin's own; libolm and vodozemac pickles are not read.
 
-// MinPickleKeySize is the shortest pickle key accepted. Use 32 random bytes
-// kept in the platform's secret store.
-const MinPickleKeySize = 32
+// PickleKeySize is the minimum length of a pickle key (as in crypto/olm).
+// Use 32 random bytes kept in the platform's secret store.
+const PickleKeySize = 32
 
 const (
 	pickleVersion   = 1
@@ -40,8 +40,8 @@ const (
 )
 
 func pickleKeys(key []byte) (enc, mac [32]byte, err error) {
-	if len(key) < MinPickleKeySize {
-		return enc, mac, fmt.Errorf("%w: pickle key of %d bytes (minimum %d)", ErrInvalidPickleKey, len(key), MinPickleKeySize)
+	if len(key) < PickleKeySize {
+		return enc, mac, fmt.Errorf("%w: pickle key of %d bytes (minimum %d)", ErrBadPickleKey, len(key), PickleKeySize)
 	}
 	out, err := hkdf.Key(sha256.New, key, nil, pickleInfo, 64)
 	if err != nil {
@@ -118,7 +118,7 @@ func open(key []byte, kind byte, want int, data []byte) ([]byte, error) {
 }
 
 // Pickle returns the session state encrypted and authenticated under key
-// (at least [MinPickleKeySize] bytes). Restore it with
+// (at least [PickleKeySize] bytes). Restore it with
 // [UnpickleOutboundSession].
 func (o *OutboundSession) Pickle(key []byte) ([]byte, error) {
 	pt := make([]byte, 0, outboundPickled)
@@ -156,7 +156,7 @@ func UnpickleOutboundSession(key, data []byte) (*OutboundSession, error) {
 }
 
 // Pickle returns the session state encrypted and authenticated under key
-// (at least [MinPickleKeySize] bytes). Restore it with
+// (at least [PickleKeySize] bytes). Restore it with
 // [UnpickleInboundSession].
 func (s *InboundSession) Pickle(key []byte) ([]byte, error) {
 	pt := make([]byte, 0, inboundPickled)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"myelin/keys"
 )
@@ -162,6 +163,9 @@ func (k SessionKey) GoString() string {
 	return fmt.Sprintf("megolm.SessionKey(REDACTED, session %s, index %d)", k.ID(), k.Index())
 }
 
+// LogValue keeps secrets out of structured logs.
+func (k SessionKey) LogValue() slog.Value { return slog.StringValue(k.GoString()) }
+
 // Format makes every fmt verb print the redacted form.
 func (k SessionKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.GoString()) }
 
@@ -218,6 +222,9 @@ func (k ExportedSessionKey) ID() string { return k.k.signingKey.String() }
 func (k ExportedSessionKey) GoString() string {
 	return fmt.Sprintf("megolm.ExportedSessionKey(REDACTED, session %s, index %d)", k.ID(), k.Index())
 }
+
+// LogValue keeps secrets out of structured logs.
+func (k ExportedSessionKey) LogValue() slog.Value { return slog.StringValue(k.GoString()) }
 
 // Format makes every fmt verb print the redacted form.
 func (k ExportedSessionKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.GoString()) }
