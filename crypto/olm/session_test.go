@@ -132,6 +132,31 @@ func TestSkippedKeyWindow(t *testing.T) {
 	}
 }
 
+// TestSkippedKeysEvictOldest fills a chain's skipped-key store in two
+// steps: the total stays at MaxSkippedMessageKeys and the oldest go first.
+func TestSkippedKeysEvictOldest(t *testing.T) {
+	p := newPair(t, "evict-skipped")
+	msgs := map[int]Message{}
+	for i := 1; i <= 60; i++ { // Bob's chain is at index 1
+		msgs[i] = encrypt(t, p.as, p.rand, fmt.Sprint(i))
+	}
+	decryptOK(t, p.bs, msgs[30], "30") // skips 1..29
+	decryptOK(t, p.bs, msgs[60], "60") // skips 31..59: 58 in all
+	if n := len(p.bs.receivers[0].skipped); n != MaxSkippedMessageKeys {
+		t.Fatalf("%d skipped keys stored, want %d", n, MaxSkippedMessageKeys)
+	}
+	for i := 1; i < 60; i++ {
+		switch {
+		case i == 30:
+			continue
+		case i <= 58-MaxSkippedMessageKeys: // 1..18 were evicted
+			decryptFails(t, p.bs, msgs[i], ErrUnknownMessageIndex)
+		default:
+			decryptOK(t, p.bs, msgs[i], fmt.Sprint(i))
+		}
+	}
+}
+
 func TestMessageGap(t *testing.T) {
 	p := newPair(t, "gap")
 	// Bob's receiver chain is at index 1. Alice sends indexes 1..MaxMessageGap+2.
