@@ -6,7 +6,8 @@ import (
 )
 
 // Sentinel errors, for use with [errors.Is]. Every error this package returns
-// wraps one of them; none carries key material or plaintext.
+// wraps one of them, except a failure to read the random source in
+// [NewOutboundSession]; none carries key material or plaintext.
 var (
 	// ErrBadSignature reports an Ed25519 signature (on a message or a
 	// session key) that does not verify under the session's signing key.

@@ -1,9 +1,6 @@
 package megolm
 
-import (
-	"crypto/sha256"
-	"crypto/subtle"
-)
+import "crypto/subtle"
 
 // RatchetSize is the length of the Megolm ratchet state: four 32-byte parts
 // R0..R3.
@@ -31,7 +28,8 @@ func (r *ratchet) part(j int) *[ratchetPartSize]byte {
 // lower-numbered targets first when to == from would overwrite the source
 // (pitfall 8 of the digest: R_from is rehashed last).
 func (r *ratchet) rehash(from, to int) {
-	*r.part(to) = hmacSHA256Byte(r.part(from), byte(to))
+	seed := [1]byte{byte(to)}
+	*r.part(to) = hmacSHA256(r.part(from)[:], seed[:], nil, nil)
 }
 
 // advance moves the ratchet from i to i+1 (wrapping at 2^32, which only
@@ -91,29 +89,4 @@ func (r *ratchet) equal(o *ratchet) bool {
 func (r *ratchet) wipe() {
 	clear(r.data[:])
 	r.counter = 0
-}
-
-// hmacSHA256Byte computes HMAC-SHA-256 with a 32-byte key over a single byte
-// without allocating (crypto/hmac allocates its two hash states). It is
-// checked against crypto/hmac in the tests.
-func hmacSHA256Byte(key *[ratchetPartSize]byte, b byte) [sha256.Size]byte {
-	const blockSize = 64
-	var inner [blockSize + 1]byte
-	var outer [blockSize + sha256.Size]byte
-	for i := range blockSize {
-		var k byte
-		if i < ratchetPartSize {
-			k = key[i]
-		}
-		inner[i] = k ^ 0x36
-		outer[i] = k ^ 0x5c
-	}
-	inner[blockSize] = b
-	ih := sha256.Sum256(inner[:])
-	copy(outer[blockSize:], ih[:])
-	out := sha256.Sum256(outer[:])
-	clear(inner[:])
-	clear(outer[:])
-	clear(ih[:])
-	return out
 }
