@@ -196,3 +196,61 @@ func TestSecretsNeverFormatted(t *testing.T) {
 		t.Error("formatted output lacks the public identifiers")
 	}
 }
+
+// TestUnpickleBounds builds states beyond the package limits by hand and
+// checks that their pickles are refused.
+func TestUnpickleBounds(t *testing.T) {
+	p := newPair(t, "unpickle-bounds")
+	decryptOK(t, p.as, encrypt(t, p.bs, p.rand, "x"), "x")
+
+	chains := *p.as
+	chains.receivers = nil
+	for range MaxReceiverChains + 1 {
+		chains.receivers = append(chains.receivers, p.as.receivers[0])
+	}
+	skipped := *p.as
+	rc := p.as.receivers[0]
+	rc.chain.index = 100
+	for i := range MaxSkippedMessageKeys + 1 {
+		rc.skipped = append(rc.skipped, messageKey{index: uint32(i)})
+	}
+	skipped.receivers = []receiverChain{rc}
+	for name, s := range map[string]*Session{"receiver chains": &chains, "skipped keys": &skipped} {
+		if _, err := UnpickleSession(testPickleKey, mustPickle(t, s)); !errors.Is(err, ErrBadPickle) {
+			t.Errorf("%s over the limit: err = %v", name, err)
+		}
+	}
+	// Right at the limits the same pickles are fine.
+	chains.receivers = chains.receivers[:MaxReceiverChains]
+	rc.skipped = rc.skipped[:MaxSkippedMessageKeys]
+	skipped.receivers = []receiverChain{rc}
+	for name, s := range map[string]*Session{"receiver chains": &chains, "skipped keys": &skipped} {
+		if _, err := UnpickleSession(testPickleKey, mustPickle(t, s)); err != nil {
+			t.Errorf("%s at the limit: err = %v", name, err)
+		}
+	}
+
+	if testing.Short() {
+		return // the rest decodes 10,000 keys
+	}
+	a := *p.bob
+	k := storedKey{key: p.bob.identity}
+	a.oneTimeKeys = nil
+	for i := range MaxStoredOneTimeKeys + 1 {
+		k.id = uint32(i + 1)
+		a.oneTimeKeys = append(a.oneTimeKeys, k)
+	}
+	a.nextKeyID = MaxStoredOneTimeKeys + 1
+	data, err := a.Pickle(testPickleKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnpickleAccount(testPickleKey, data); !errors.Is(err, ErrBadPickle) {
+		t.Errorf("one-time keys over the limit: err = %v", err)
+	}
+	a.oneTimeKeys = a.oneTimeKeys[:MaxStoredOneTimeKeys]
+	data, _ = a.Pickle(testPickleKey)
+	if _, err := UnpickleAccount(testPickleKey, data); err != nil {
+		t.Errorf("one-time keys at the limit: err = %v", err)
+	}
+}
