@@ -2,6 +2,8 @@ package megolm
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,7 +49,29 @@ func addMutations(f *testing.F, b []byte) {
 	f.Add(append(append([]byte(nil), b...), 0))
 }
 
+// vodozemacCorpus returns the files of one of vodozemac's AFL seed corpora
+// (testdata/vodozemac-afl/SOURCE).
+func vodozemacCorpus(f *testing.F, target string) [][]byte {
+	f.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "vodozemac-afl", target, "*"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no vodozemac corpus for %s: %v", target, err)
+	}
+	var out [][]byte
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
 func FuzzParseMessage(f *testing.F) {
+	for _, b := range vodozemacCorpus(f, "megolm-decoding") {
+		f.Add(b)
+	}
 	fx := newFuzzFixture(f)
 	for _, m := range fx.msgs {
 		addMutations(f, m)
@@ -73,6 +97,9 @@ func FuzzDecrypt(f *testing.F) {
 	fx := newFuzzFixture(f)
 	for _, m := range fx.msgs {
 		addMutations(f, m)
+	}
+	for _, b := range vodozemacCorpus(f, "megolm-decoding") {
+		f.Add(b)
 	}
 	base, err := NewInboundSession(fx.key)
 	if err != nil {
@@ -108,6 +135,9 @@ func FuzzParseSessionKey(f *testing.F) {
 	f.Add(v.SessionKy)
 	f.Add(v.SessionKy + "=")
 	f.Add(v.Export)
+	for _, b := range vodozemacCorpus(f, "megolm-session-creation") {
+		f.Add(keys.EncodeBase64(b))
+	}
 	good := mustB64(f, v.SessionKy)
 	for _, i := range []int{0, 4, 5, 200, ExportedSessionKeySize, SessionKeySize - 1} {
 		c := append([]byte(nil), good...)
@@ -134,6 +164,9 @@ func FuzzParseExportedSessionKey(f *testing.F) {
 	f.Add(v.Export)
 	f.Add(v.Export + "=")
 	f.Add(v.SessionKy)
+	for _, b := range vodozemacCorpus(f, "megolm-session-import") {
+		f.Add(keys.EncodeBase64(b))
+	}
 	good := mustB64(f, v.Export)
 	for _, i := range []int{0, 4, 5, ExportedSessionKeySize - 1} {
 		c := append([]byte(nil), good...)

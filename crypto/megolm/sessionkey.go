@@ -180,7 +180,9 @@ func ParseExportedSessionKey(s string) (ExportedSessionKey, error) {
 	return NewExportedSessionKey(b)
 }
 
-// NewExportedSessionKey decodes a raw 165-byte exported session key.
+// NewExportedSessionKey decodes a raw 165-byte exported session key. Input
+// of any other length is refused (vodozemac ignores trailing bytes; we keep
+// one byte form per key).
 func NewExportedSessionKey(b []byte) (ExportedSessionKey, error) {
 	if len(b) != ExportedSessionKeySize {
 		return ExportedSessionKey{}, fmt.Errorf("%w: exported session key of %d bytes (want %d)", ErrInvalidSessionKey, len(b), ExportedSessionKeySize)
