@@ -167,7 +167,9 @@ func TestParseCrossSigningKey(t *testing.T) {
 func TestVerifySignature(t *testing.T) {
 	pub, priv := testKey(3)
 	_, other := testKey(4)
-	obj := func() map[string]any { return map[string]any{"user_id": "@a:hs", "usage": []string{"self_signing"}, "n": 1} }
+	obj := func() map[string]any {
+		return map[string]any{"user_id": "@a:hs", "usage": []string{"self_signing"}, "n": 1}
+	}
 	good := signObj(t, obj(), "@a:hs", pub, priv)
 	if !verifySignature(good, "@a:hs", pub, pub) {
 		t.Fatal("valid signature refused")
