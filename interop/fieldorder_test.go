@@ -13,18 +13,13 @@ import (
 	"myelin/keys"
 )
 
-// knownIssuePreKeyFieldOrder lets the myelin adapter re-order the fields of
-// a pre-key message that myelin rejects, so that one known bug does not
-// hide every other goolm -> myelin result. TestPreKeyFieldOrder reports the
-// bug itself. Set it to false once crypto/olm accepts any field order.
-const knownIssuePreKeyFieldOrder = true
-
 // TestPreKeyFieldOrder: goolm (mautrix-go's default Olm implementation)
 // writes pre-key message fields in the order one-time key (0x0A), identity
 // key (0x1A), base key (0x12), message (0x22); libolm writes 0x0A, 0x12,
 // 0x1A, 0x22. The encoding is protobuf, so the order carries no meaning:
 // libolm and vodozemac accept both. myelin must too, or it cannot receive
-// Olm sessions from mautrix-go clients.
+// Olm sessions from mautrix-go clients (found by these tests, fixed in
+// crypto/olm).
 func TestPreKeyFieldOrder(t *testing.T) {
 	alice, err := account.NewAccount()
 	if err != nil {
@@ -63,12 +58,9 @@ func TestPreKeyFieldOrder(t *testing.T) {
 	}
 	m, err := olm.ParsePreKeyMessage(raw)
 	if err != nil {
-		if knownIssuePreKeyFieldOrder {
-			t.Skipf("KNOWN BUG in crypto/olm: pre-key message with fields 0x0A,0x1A,0x12,0x22 (goolm's order) rejected: %v", err)
-		}
 		t.Fatalf("myelin rejects goolm's pre-key message: %v", err)
 	}
-	ac, _, _ := alice.IdentityKeys()
+	_, ac, _ := alice.IdentityKeys() // goolm returns (ed25519, curve25519, error)
 	aik, err := keys.ParseCurve25519PublicKey(string(ac))
 	if err != nil {
 		t.Fatal(err)

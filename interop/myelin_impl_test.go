@@ -110,15 +110,6 @@ func parsePreKey(ik, pre string) (keys.Curve25519PublicKey, *olm.PreKeyMessage, 
 		return keys.Curve25519PublicKey{}, nil, err
 	}
 	m, err := olm.ParsePreKeyMessage(raw)
-	if err != nil && knownIssuePreKeyFieldOrder {
-		// Known myelin bug (see TestPreKeyFieldOrder): retry with the
-		// fields in libolm's order so the other cross tests still run.
-		if c, ok := canonicalFieldOrder(raw); ok {
-			if m2, err2 := olm.ParsePreKeyMessage(c); err2 == nil {
-				return i, m2, nil
-			}
-		}
-	}
 	return i, m, err
 }
 
@@ -155,11 +146,6 @@ func (s *myelinSession) Decrypt(t int, msg string) ([]byte, error) {
 		return nil, err
 	}
 	m, err := olm.ParseMessage(olm.MessageType(t), raw)
-	if err != nil && t == 0 && knownIssuePreKeyFieldOrder {
-		if c, ok := canonicalFieldOrder(raw); ok { // see TestPreKeyFieldOrder
-			m, err = olm.ParseMessage(olm.MessageType(t), c)
-		}
-	}
 	if err != nil {
 		return nil, err
 	}
