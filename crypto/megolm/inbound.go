@@ -10,13 +10,16 @@ import (
 
 // InboundSession is the receiving side of a Megolm session. It keeps the
 // ratchet at its first known index, which never moves, so every message from
-// that index on stays decryptable in any order, and caches the ratchet at the
-// highest index decrypted so far so that in-order decryption costs one step.
+// that index on stays decryptable in any order. It caches two more ratchets,
+// at the highest index decrypted and at the last index decrypted below it, so
+// that reading new messages and reading older history in order each cost
+// one ratchet step per message.
 //
 // An InboundSession is not safe for concurrent use.
 type InboundSession struct {
 	initial    ratchet // at FirstKnownIndex; never advanced
-	latest     ratchet // cache: counter >= initial.counter
+	latest     ratchet // cache: the highest index decrypted (>= initial)
+	recent     ratchet // cache: the last index decrypted below latest (>= initial)
 	signingKey keys.Ed25519PublicKey
 	verified   bool
 }
@@ -30,7 +33,7 @@ func NewInboundSession(k SessionKey) (*InboundSession, error) {
 	if !k.valid {
 		return nil, fmt.Errorf("%w: unparsed (zero) session key", ErrInvalidSessionKey)
 	}
-	return &InboundSession{initial: k.k.ratchet, latest: k.k.ratchet, signingKey: k.k.signingKey, verified: true}, nil
+	return newInbound(k.k.ratchet, k.k.signingKey, true), nil
 }
 
 // ImportInboundSession starts an inbound session from an exported key
@@ -41,7 +44,11 @@ func ImportInboundSession(k ExportedSessionKey) (*InboundSession, error) {
 	if !k.valid {
 		return nil, fmt.Errorf("%w: unparsed (zero) exported session key", ErrInvalidSessionKey)
 	}
-	return &InboundSession{initial: k.k.ratchet, latest: k.k.ratchet, signingKey: k.k.signingKey}, nil
+	return newInbound(k.k.ratchet, k.k.signingKey, false), nil
+}
+
+func newInbound(r ratchet, signingKey keys.Ed25519PublicKey, verified bool) *InboundSession {
+	return &InboundSession{initial: r, latest: r, recent: r, signingKey: signingKey, verified: verified}
 }
 
 // ID returns the session ID: the unpadded base64 of the signing key.
@@ -60,16 +67,20 @@ func (s *InboundSession) SigningKeyVerified() bool { return s.verified }
 func (s *InboundSession) FirstKnownIndex() uint32 { return s.initial.counter }
 
 // ratchetAt returns a copy of the ratchet advanced to index, which must be
-// >= FirstKnownIndex. It starts from the cache when it can.
+// >= FirstKnownIndex. It starts from the closest of the initial and the
+// cached ratchets that is not past index.
 func (s *InboundSession) ratchetAt(index uint32) ratchet {
-	r := s.initial
-	if index >= s.latest.counter {
-		r = s.latest
+	r := &s.initial
+	for _, c := range [...]*ratchet{&s.recent, &s.latest} {
+		if c.counter <= index && c.counter > r.counter {
+			r = c
+		}
 	}
-	if r.counter != index {
-		r.advanceTo(index)
+	out := *r
+	if out.counter != index {
+		out.advanceTo(index)
 	}
-	return r
+	return out
 }
 
 // Decrypt authenticates and decrypts a raw Megolm message and returns the
@@ -107,9 +118,11 @@ func (s *InboundSession) Decrypt(msg []byte) (plaintext []byte, index uint32, er
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}
-	// Authenticated: commit the cache (the only state Decrypt changes).
+	// Authenticated: commit the caches (the only state Decrypt changes).
 	if m.index >= s.latest.counter {
 		s.latest = r
+	} else {
+		s.recent = r
 	}
 	return pt, m.index, nil
 }
@@ -208,7 +221,7 @@ func (s *InboundSession) Merge(o *InboundSession) (*InboundSession, error) {
 	default:
 		return nil, ErrUnconnected
 	}
-	m := &InboundSession{initial: best.initial, latest: best.initial, signingKey: s.signingKey, verified: s.verified || o.verified}
+	m := newInbound(best.initial, s.signingKey, s.verified || o.verified)
 	// Both caches lie on the same chain; keep the furthest one.
 	for _, c := range []*ratchet{&s.latest, &o.latest} {
 		if c.counter > m.latest.counter {

@@ -31,15 +31,9 @@ func newPair(t testing.TB, seed byte) (*OutboundSession, *InboundSession) {
 	return o, in
 }
 
-// state returns a deterministic encoding of the whole inbound state.
-func state(t testing.TB, s *InboundSession) []byte {
-	t.Helper()
-	p, err := s.Pickle(testPickleKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+// state returns a copy of the whole inbound state, caches included; the
+// struct holds only arrays and scalars, so copies compare with ==.
+func state(s *InboundSession) InboundSession { return *s }
 
 // resign replaces the signature of msg (whose last 64 bytes are a
 // signature) with a valid one by o, so that tests reach the checks behind
@@ -62,6 +56,15 @@ func build(o *OutboundSession, r0 ratchet, index uint32, ciphertext []byte) []by
 	b = append(b, mac[:]...)
 	sig := o.signing.Sign(b).Array()
 	return append(b, sig[:]...)
+}
+
+// genuine makes a valid message at index from r0, a copy of o's ratchet
+// taken at or before index.
+func genuine(o *OutboundSession, r0 ratchet, index uint32, pt []byte) []byte {
+	r := r0
+	r.advanceTo(index)
+	k := deriveMessageKeys(&r)
+	return build(o, r0, index, k.encrypt(nil, pt))
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -159,24 +162,27 @@ func TestDecryptRejects(t *testing.T) {
 		msg   []byte
 		first uint32 // first known index of the receiving session
 		want  error
+		warm  bool // decrypt a message at index 5 first, so that the cache is ahead
 	}{
-		{"bad signature", flip(msg1, -1), 0, ErrBadSignature},
-		{"signature over other bytes", flip(msg1, 10), 0, ErrBadSignature},
-		{"message from a different session", foreign, 0, ErrBadSignature},
-		{"bad MAC", badMAC, 0, ErrBadMAC},
-		{"tampered ciphertext", badCT, 0, ErrBadMAC},
-		{"index changed", wrongIndex, 0, ErrBadMAC},
-		{"bad padding behind a valid MAC", badPad, 0, ErrInvalidMessage},
-		{"over-long varint", overlong, 0, ErrInvalidMessage},
-		{"extra field", extraField, 0, ErrInvalidMessage},
-		{"truncated by one", msg1[:len(msg1)-1], 0, ErrInvalidMessage},
-		{"truncated to the suffix", msg1[len(msg1)-suffixSize-1:], 0, ErrBadVersion},
-		{"truncated to the version", msg1[:1], 0, ErrInvalidMessage},
-		{"empty", nil, 0, ErrInvalidMessage},
-		{"version 4", append([]byte{4}, msg1[1:]...), 0, ErrBadVersion},
-		{"version 2", append([]byte{2}, msg1[1:]...), 0, ErrBadVersion},
-		{"oversized", append([]byte{MessageVersion}, make([]byte, MaxMessageSize)...), 0, ErrMessageTooLarge},
-		{"before first known index", msg0, 1, ErrUnknownMessageIndex},
+		{"bad signature", flip(msg1, -1), 0, ErrBadSignature, false},
+		{"signature over other bytes", flip(msg1, 10), 0, ErrBadSignature, false},
+		{"message from a different session", foreign, 0, ErrBadSignature, false},
+		{"bad MAC", badMAC, 0, ErrBadMAC, false},
+		{"tampered ciphertext", badCT, 0, ErrBadMAC, false},
+		{"index changed", wrongIndex, 0, ErrBadMAC, false},
+		{"bad padding behind a valid MAC", badPad, 0, ErrInvalidMessage, false},
+		{"over-long varint", overlong, 0, ErrInvalidMessage, false},
+		{"extra field", extraField, 0, ErrInvalidMessage, false},
+		{"truncated by one", msg1[:len(msg1)-1], 0, ErrInvalidMessage, false},
+		{"truncated to the suffix", msg1[len(msg1)-suffixSize-1:], 0, ErrBadVersion, false},
+		{"truncated to the version", msg1[:1], 0, ErrInvalidMessage, false},
+		{"empty", nil, 0, ErrInvalidMessage, false},
+		{"version 4", append([]byte{4}, msg1[1:]...), 0, ErrBadVersion, false},
+		{"version 2", append([]byte{2}, msg1[1:]...), 0, ErrBadVersion, false},
+		{"oversized", append([]byte{MessageVersion}, make([]byte, MaxMessageSize)...), 0, ErrMessageTooLarge, false},
+		{"before first known index", msg0, 1, ErrUnknownMessageIndex, false},
+		{"bad MAC below the cache", resign(o, flip(genuine(o, r0, 3, []byte("3")), -signatureSize-1)), 0, ErrBadMAC, true},
+		{"bad MAC above the cache", resign(o, flip(genuine(o, r0, 7, []byte("7")), -signatureSize-1)), 0, ErrBadMAC, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -191,7 +197,12 @@ func TestDecryptRejects(t *testing.T) {
 				}
 				in, _ = ImportInboundSession(e)
 			}
-			before := state(t, in)
+			if tc.warm {
+				if _, _, err := in.Decrypt(genuine(o, r0, 5, []byte("5"))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := state(in)
 			pt, idx, err := in.Decrypt(tc.msg)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
@@ -199,7 +210,7 @@ func TestDecryptRejects(t *testing.T) {
 			if pt != nil || idx != 0 {
 				t.Fatalf("failed decrypt returned plaintext %q / index %d", pt, idx)
 			}
-			if !bytes.Equal(state(t, in), before) {
+			if state(in) != before {
 				t.Fatal("failed decrypt changed the session state")
 			}
 			if !strings.HasPrefix(err.Error(), "megolm: ") {
@@ -222,6 +233,45 @@ func TestDecryptRejects(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestDecryptAnyOrder decrypts the same messages in patterns that exercise
+// every choice of starting ratchet: forward, again from the start, backwards
+// (history pagination), interleaved old and new, and shuffled.
+func TestDecryptAnyOrder(t *testing.T) {
+	o, in := newPair(t, 0x0c)
+	const n = 300
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = o.Encrypt(fmt.Appendf(nil, "%d", i))
+	}
+	var order []int
+	for i := range n {
+		order = append(order, i) // forward
+	}
+	for i := range n {
+		order = append(order, i) // again from the start
+	}
+	for i := n - 1; i >= 0; i-- {
+		order = append(order, i) // backwards
+	}
+	for i := range n / 2 {
+		order = append(order, i, n/2+i) // interleaved
+	}
+	x := uint32(1)
+	for range n {
+		x = x*1103515245 + 12345 // shuffled (a fixed LCG)
+		order = append(order, int(x>>8)%n)
+	}
+	for _, i := range order {
+		pt, idx, err := in.Decrypt(msgs[i])
+		if err != nil || idx != uint32(i) || string(pt) != fmt.Sprint(i) {
+			t.Fatalf("message %d: %q %d %v", i, pt, idx, err)
+		}
+		if in.latest.counter < in.recent.counter || in.recent.counter < in.initial.counter {
+			t.Fatalf("caches out of order: %d %d %d", in.initial.counter, in.recent.counter, in.latest.counter)
+		}
+	}
 }
 
 func TestSessionKeyRejects(t *testing.T) {
@@ -369,11 +419,11 @@ func TestCompareMerge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ba, bb := state(t, tc.a), state(t, tc.b)
+			ba, bb := state(tc.a), state(tc.b)
 			if got := tc.a.Compare(tc.b); got != tc.want {
 				t.Fatalf("Compare = %v, want %v", got, tc.want)
 			}
-			if !bytes.Equal(ba, state(t, tc.a)) || !bytes.Equal(bb, state(t, tc.b)) {
+			if state(tc.a) != ba || state(tc.b) != bb {
 				t.Fatal("Compare changed a session")
 			}
 		})

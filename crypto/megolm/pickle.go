@@ -200,6 +200,7 @@ func UnpickleInboundSession(key, data []byte) (*InboundSession, error) {
 		return nil, fmt.Errorf("%w: pickle: inconsistent state", ErrInvalidPickle)
 	}
 	s.verified = verified
+	s.recent = s.initial // a cache; not persisted
 	return s, nil
 }
 
