@@ -616,3 +616,30 @@ func TestE2EEKeyBackup(t *testing.T) {
 		t.Fatalf("deleted version readable: %d", r.status)
 	}
 }
+
+func TestE2EEKeysSurviveRelogin(t *testing.T) {
+	ts := startE2EE(t)
+	a := ts.register("alice")
+	k := newKey(1)
+	ts.must(200, "POST", v3+"/keys/upload", a.token, map[string]any{"device_keys": deviceKeys(t, a, k), "one_time_keys": otks("R", 3)})
+	a2 := ts.login("alice", a.device) // same device ID: same device, new token
+	r := ts.must(200, "POST", v3+"/keys/query", a2.token, map[string]any{"device_keys": map[string]any{a.id: []string{a.device}}})
+	if path(r.body, "device_keys", a.id, a.device, "keys", "ed25519:"+a.device) != k.pub {
+		t.Fatalf("keys lost on re-login: %s", r.raw)
+	}
+	if s := ts.sync(a2, "timeout=0"); num(path(s.body, "device_one_time_keys_count", "signed_curve25519")) != 3 {
+		t.Fatalf("one-time keys lost on re-login: %s", s.raw)
+	}
+}
+
+func TestE2EEOneTimeKeyStorageBound(t *testing.T) {
+	ts := startE2EE(t)
+	a := ts.register("alice")
+	batch := 1000
+	for i := 0; i*batch < 10000; i++ {
+		ts.must(200, "POST", v3+"/keys/upload", a.token, map[string]any{"one_time_keys": otks(fmt.Sprintf("b%02d_", i), batch)})
+	}
+	if r := ts.do("POST", v3+"/keys/upload", a.token, map[string]any{"one_time_keys": otks("over", 1)}); r.status != 400 {
+		t.Fatalf("upload beyond the bound: %d %s", r.status, r.raw)
+	}
+}

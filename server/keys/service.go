@@ -130,6 +130,23 @@ func (s *Service) UploadKeys(ctx context.Context, userID, deviceID string, req U
 	if u.FallbackKeys, err = ParseOneTimeKeys(req.FallbackKeys, "fallback_keys", true); err != nil {
 		return nil, err
 	}
+	if len(u.OneTimeKeys) > 0 {
+		// Bound what one device can make the server store (clients keep
+		// about 50-100 published; vodozemac holds at most 100).
+		have, err := s.store.OneTimeKeyCounts(ctx, userID, deviceID)
+		if err != nil {
+			return nil, internal("upload: counts", err)
+		}
+		add := map[string]int{}
+		for _, k := range u.OneTimeKeys {
+			add[k.Algorithm]++
+		}
+		for alg, n := range add {
+			if have[alg]+n > MaxStoredOneTimeKeys {
+				return nil, api.InvalidParam("too many one-time keys stored for this device")
+			}
+		}
+	}
 	counts, changes, err := s.store.UploadKeys(ctx, u)
 	if errors.Is(err, storage.ErrKeyConflict) {
 		return nil, api.InvalidParam("one-time key ID already used for a different key")

@@ -17,6 +17,9 @@ import (
 const (
 	// MaxOneTimeKeysPerUpload bounds the one-time keys in one /keys/upload.
 	MaxOneTimeKeysPerUpload = 1000
+	// MaxStoredOneTimeKeys bounds the unclaimed one-time keys of one
+	// algorithm stored for one device.
+	MaxStoredOneTimeKeys = 10000
 	// MaxFallbackKeysPerUpload bounds the fallback keys in one /keys/upload.
 	MaxFallbackKeysPerUpload = 16
 	// MaxKeyObjectSize bounds one key object (device keys, one-time key,

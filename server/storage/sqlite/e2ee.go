@@ -19,6 +19,9 @@ import (
 
 var _ storage.E2EE = (*Store)(nil)
 
+// txnRetention is how long a sendToDevice transaction ID is remembered.
+const txnRetention = 7 * 24 * time.Hour
+
 // RegisterE2EEHooks installs the device-deletion hook of the E2EE tables:
 // deleting a device deletes its keys, its queued to-device messages and the
 // signatures on it, and records a device-list change, in the same
@@ -506,8 +509,15 @@ func (s *Store) SendToDevice(ctx context.Context, m storage.ToDeviceSend) (int64
 	}
 	var pos int64
 	err = s.Write(ctx, func(t *Tx) error {
+		now := time.Now().UnixMilli()
+		// Transaction records are kept for a week (clients retry within
+		// minutes); pruning per sending device keeps the table small.
+		if _, err := t.Exec(`DELETE FROM e2ee_to_device_txns WHERE user_id=? AND device_id=? AND created_ts<?`,
+			m.Sender, m.SenderDevice, now-txnRetention.Milliseconds()); err != nil {
+			return fmt.Errorf("sqlite: prune to-device txns: %w", err)
+		}
 		res, err := t.Exec(`INSERT INTO e2ee_to_device_txns(user_id, device_id, txn_id, created_ts) VALUES(?,?,?,?)
-			ON CONFLICT DO NOTHING`, m.Sender, m.SenderDevice, m.TxnID, time.Now().UnixMilli())
+			ON CONFLICT DO NOTHING`, m.Sender, m.SenderDevice, m.TxnID, now)
 		if err != nil {
 			return fmt.Errorf("sqlite: record to-device txn: %w", err)
 		}
