@@ -1,0 +1,911 @@
+package e2ee
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"myelin/api"
+	"myelin/crypto/crosssign"
+	"myelin/crypto/megolm"
+	"myelin/id"
+	"myelin/keys"
+)
+
+// Withheld codes (spec m.room_key.withheld).
+const (
+	WithheldBlacklisted  = "m.blacklisted"
+	WithheldUnverified   = "m.unverified"
+	WithheldUnauthorised = "m.unauthorised"
+	WithheldUnavailable  = "m.unavailable"
+	WithheldNoOlm        = "m.no_olm"
+)
+
+type sharedDevice struct {
+	Curve string `json:"curve"`
+	Index uint32 `json:"index"`
+}
+
+// outboundSession is KindOutboundGroup: our Megolm session for a room.
+type outboundSession struct {
+	RoomID     string                  `json:"room_id"`
+	SessionID  string                  `json:"session_id"`
+	Pickle     []byte                  `json:"pickle"`
+	Created    int64                   `json:"created"`
+	SharedWith map[string]sharedDevice `json:"shared_with"` // "user|device"
+	Withheld   map[string]string       `json:"withheld"`    // "user|device" -> code sent
+	s          *megolm.OutboundSession
+}
+
+// inboundSession is KindInboundGroup: a Megolm session we can decrypt with,
+// and where it came from.
+type inboundSession struct {
+	SessionID string `json:"session_id"`
+	RoomID    string `json:"room_id"`
+	Pickle    []byte `json:"pickle"`
+	// Provenance: for m.room_key, the Olm-authenticated device that sent it;
+	// for forwards, the claimed original sender.
+	SenderUser    string `json:"sender_user"`
+	SenderDevice  string `json:"sender_device"`
+	SenderCurve   string `json:"sender_curve"`
+	SenderEd25519 string `json:"sender_ed25519"`
+	Forwarded     bool   `json:"forwarded,omitempty"`
+	ForwardedBy   string `json:"forwarded_by,omitempty"` // curve25519 of our device that forwarded it
+	FromBackup    bool   `json:"from_backup,omitempty"`
+	Received      int64  `json:"received"`
+	s             *megolm.InboundSession
+}
+
+type indexRecord struct {
+	EventID string `json:"event_id"`
+	TS      int64  `json:"ts"`
+}
+
+type withheldRecord struct {
+	Code   string `json:"code"`
+	Reason string `json:"reason,omitempty"`
+	Sender string `json:"sender"`
+}
+
+func (m *Machine) loadOutbound(ctx context.Context, room string) (*outboundSession, error) {
+	if o, ok := m.outbound[room]; ok {
+		return o, nil
+	}
+	o := &outboundSession{}
+	ok, err := m.getJSON(ctx, KindOutboundGroup, room, o)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if o.s, err = megolm.UnpickleOutboundSession(m.pkey, o.Pickle); err != nil {
+		return nil, fmt.Errorf("e2ee: unpickle outbound session: %w", err)
+	}
+	m.outbound[room] = o
+	return o, nil
+}
+
+func (m *Machine) putOutbound(ch *Changes, o *outboundSession) error {
+	p, err := o.s.Pickle(m.pkey)
+	if err != nil {
+		return fmt.Errorf("e2ee: pickle outbound session: %w", err)
+	}
+	o.Pickle = p
+	return putJSON(ch, KindOutboundGroup, o.RoomID, o)
+}
+
+func (m *Machine) loadInbound(ctx context.Context, sessionID string) (*inboundSession, error) {
+	if s, ok := m.inbound[sessionID]; ok {
+		return s, nil
+	}
+	s := &inboundSession{}
+	ok, err := m.getJSON(ctx, KindInboundGroup, sessionID, s)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if s.s, err = megolm.UnpickleInboundSession(m.pkey, s.Pickle); err != nil {
+		return nil, fmt.Errorf("e2ee: unpickle inbound session: %w", err)
+	}
+	m.inbound[sessionID] = s
+	return s, nil
+}
+
+func (m *Machine) putInbound(ch *Changes, s *inboundSession) error {
+	p, err := s.s.Pickle(m.pkey)
+	if err != nil {
+		return fmt.Errorf("e2ee: pickle inbound session: %w", err)
+	}
+	s.Pickle = p
+	m.inbound[s.SessionID] = s
+	return putJSON(ch, KindInboundGroup, s.SessionID, s)
+}
+
+// shareDecision says whether a device gets the room key, or which withheld
+// code it gets instead (A1b, B1).
+func (m *Machine) shareDecision(u *userRecord, d *deviceRecord) (share bool, code string) {
+	switch m.trustOf(u, d) {
+	case TrustVerifiedIdentity, TrustCrossSignedPinned:
+		return true, ""
+	case TrustIdentityChanged:
+		return false, WithheldUnverified
+	}
+	if !d.usable() {
+		return false, WithheldBlacklisted
+	}
+	if m.policy.ShareWithNonCrossSigned {
+		return true, ""
+	}
+	return false, WithheldUnverified
+}
+
+// Encrypt encrypts an event for room with the room's Megolm session and
+// returns the m.room.encrypted content. It first shares the session with
+// every member device the trust policy allows, queuing the to-device
+// requests; send everything Outgoing returns before sending the event.
+//
+// Errors: *NotReadyError (send outgoing requests, acknowledge, retry),
+// ErrRoomNotEncrypted, *EncryptionStateError, *SendBlockedError.
+func (m *Machine) Encrypt(ctx context.Context, room, eventType string, content json.RawMessage) (json.RawMessage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out, err := m.encrypt(ctx, room, eventType, content)
+	if err != nil {
+		m.abort(ctx)
+	}
+	return out, err
+}
+
+func (m *Machine) encrypt(ctx context.Context, room, eventType string, content json.RawMessage) (json.RawMessage, error) {
+	r, err := m.loadRoom(ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Encrypted {
+		return nil, fmt.Errorf("e2ee: encrypt in %s: %w", room, ErrRoomNotEncrypted)
+	}
+	if r.Broken != "" {
+		return nil, &EncryptionStateError{RoomID: room, Detail: r.Broken}
+	}
+	ch := &Changes{}
+	o, err := m.shareRoomKey(ctx, ch, r)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := json.Marshal(map[string]any{"type": eventType, "content": content, "room_id": room})
+	if err != nil {
+		return nil, fmt.Errorf("e2ee: encrypt: %w", err)
+	}
+	ct := o.s.Encrypt(pt)
+	wire := map[string]any{
+		"algorithm":  crosssign.AlgorithmMegolm,
+		"sender_key": m.curve.String(),
+		"device_id":  m.device.String(),
+		"session_id": o.SessionID,
+		"ciphertext": keys.EncodeBase64(ct),
+	}
+	// m.relates_to stays in the clear so servers can aggregate (spec).
+	var c struct {
+		RelatesTo json.RawMessage `json:"m.relates_to"`
+	}
+	if json.Unmarshal(content, &c) == nil && len(c.RelatesTo) > 0 {
+		wire["m.relates_to"] = c.RelatesTo
+	}
+	if err := m.putOutbound(ch, o); err != nil {
+		return nil, err
+	}
+	if err := m.putAccount(ch); err != nil {
+		return nil, err
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		return nil, fmt.Errorf("e2ee: encrypt: %w", err)
+	}
+	return json.Marshal(wire)
+}
+
+// needsRotation reports why the outbound session must be replaced: too old,
+// too many messages, or a device it was shared with is no longer a member
+// device we would share with (leave, removal, key change; A1 rule 2).
+func (m *Machine) needsRotation(ctx context.Context, o *outboundSession, r *roomRecord) (bool, error) {
+	now := m.now().UnixMilli()
+	ms, msgs := clampRotation(r.RotationMs, r.RotationMsgs)
+	if now-o.Created >= ms || int64(o.s.MessageIndex()) >= msgs || o.s.Exhausted() {
+		return true, nil
+	}
+	for ud, sd := range o.SharedWith {
+		user, dev, _ := cut(ud)
+		if _, ok := r.Members[user]; !ok {
+			return true, nil
+		}
+		u, err := m.loadUser(ctx, user)
+		if err != nil {
+			return false, err
+		}
+		d := u.Devices[dev]
+		if d == nil || d.Curve25519 != sd.Curve {
+			return true, nil
+		}
+		if ok, _ := m.shareDecision(u, d); !ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) (*outboundSession, error) {
+	members := make([]string, 0, len(r.Members)+1)
+	for u := range r.Members {
+		members = append(members, u)
+	}
+	if !slices.Contains(members, m.user.String()) {
+		members = append(members, m.user.String())
+	}
+	slices.Sort(members)
+	var blocked []string
+	outdated := false
+	users := make([]*userRecord, len(members))
+	for i, name := range members {
+		u, err := m.loadUser(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if !u.Tracked {
+			u.Tracked, u.Outdated = true, true
+			u.Gen++
+			if err := putJSON(ch, KindUser, name, u); err != nil {
+				return nil, err
+			}
+		}
+		if u.Outdated {
+			outdated = true
+		}
+		if u.ChangePending && (u.WasVerified || !m.policy.AllowUnverifiedIdentityChange) {
+			blocked = append(blocked, name)
+		}
+		users[i] = u
+	}
+	if len(blocked) > 0 {
+		return nil, &SendBlockedError{RoomID: r.RoomID, Users: blocked}
+	}
+	if outdated {
+		if err := m.planQuery(ctx, ch); err != nil {
+			return nil, err
+		}
+		if err := m.putAccount(ch); err != nil {
+			return nil, err
+		}
+		if err := m.store.Save(ctx, ch); err != nil {
+			return nil, err
+		}
+		return nil, &NotReadyError{RoomID: r.RoomID, Waiting: "keys/query"}
+	}
+	o, err := m.loadOutbound(ctx, r.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	if o != nil {
+		rot, err := m.needsRotation(ctx, o, r)
+		if err != nil {
+			return nil, err
+		}
+		if rot {
+			o = nil
+		}
+	}
+	if o == nil {
+		s, err := megolm.NewOutboundSession(m.rand)
+		if err != nil {
+			return nil, fmt.Errorf("e2ee: new megolm session: %w", err)
+		}
+		o = &outboundSession{RoomID: r.RoomID, SessionID: s.ID(), Created: m.now().UnixMilli(),
+			SharedWith: map[string]sharedDevice{}, Withheld: map[string]string{}, s: s}
+		m.outbound[r.RoomID] = o
+		// Our own inbound copy, so we can read our own messages.
+		in, err := megolm.NewInboundSession(s.SessionKey())
+		if err != nil {
+			return nil, err
+		}
+		if err := m.putInbound(ch, &inboundSession{SessionID: o.SessionID, RoomID: r.RoomID, SenderUser: m.user.String(),
+			SenderDevice: m.device.String(), SenderCurve: m.curve.String(), SenderEd25519: m.ed.String(),
+			Received: o.Created, s: in}); err != nil {
+			return nil, err
+		}
+	}
+	var give, claim []olmTarget
+	withheld := map[string][]olmTarget{}
+	now := m.now()
+	for _, u := range users {
+		devs := make([]string, 0, len(u.Devices))
+		for dev := range u.Devices {
+			devs = append(devs, dev)
+		}
+		slices.Sort(devs)
+		for _, dev := range devs {
+			d := u.Devices[dev]
+			if u.UserID == m.user.String() && dev == m.device.String() {
+				continue
+			}
+			key := u.UserID + "|" + dev
+			if _, done := o.SharedWith[key]; done {
+				continue
+			}
+			t := olmTarget{u.UserID, d}
+			share, code := m.shareDecision(u, d)
+			if share {
+				ss, err := m.loadOlm(ctx, d.Curve25519)
+				if err != nil {
+					return nil, err
+				}
+				switch {
+				case len(ss) > 0:
+					give = append(give, t)
+					continue
+				case now.Sub(m.noOlm[d.Curve25519]) >= NoOlmRetry:
+					claim = append(claim, t)
+					continue
+				}
+				code = WithheldNoOlm
+			}
+			if o.Withheld[key] != code {
+				o.Withheld[key] = code
+				withheld[code] = append(withheld[code], t)
+			}
+		}
+	}
+	if len(claim) > 0 {
+		if pend, err := m.pending(ctx, RequestKeysClaim); err != nil {
+			return nil, err
+		} else if len(pend) == 0 {
+			if err := m.queueClaim(ctx, ch, claim, false); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.putOutbound(ch, o); err != nil {
+			return nil, err
+		}
+		if err := m.putAccount(ch); err != nil {
+			return nil, err
+		}
+		if err := m.store.Save(ctx, ch); err != nil {
+			return nil, err
+		}
+		return nil, &NotReadyError{RoomID: r.RoomID, Waiting: "keys/claim"}
+	}
+	if len(give) > 0 {
+		sk := o.s.SessionKey()
+		c, err := json.Marshal(map[string]any{
+			"algorithm": crosssign.AlgorithmMegolm, "room_id": r.RoomID,
+			"session_id": o.SessionID, "session_key": sk.String(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		contents := make([][]byte, len(give))
+		for i := range give {
+			contents[i] = c
+		}
+		enc, err := m.olmEncryptMany(ctx, ch, give, "m.room_key", contents)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody(give, enc), nil); err != nil {
+			return nil, err
+		}
+		for _, t := range give {
+			o.SharedWith[t.user+"|"+t.d.DeviceID] = sharedDevice{Curve: t.d.Curve25519, Index: o.s.MessageIndex()}
+		}
+	}
+	codes := make([]string, 0, len(withheld))
+	for c := range withheld {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	for _, code := range codes {
+		ts := withheld[code]
+		msgs := map[string]map[string]any{}
+		for _, t := range ts {
+			if msgs[t.user] == nil {
+				msgs[t.user] = map[string]any{}
+			}
+			wc := map[string]any{"algorithm": crosssign.AlgorithmMegolm, "room_id": r.RoomID, "session_id": o.SessionID,
+				"sender_key": m.curve.String(), "code": code, "reason": withheldReason(code), "from_device": m.device.String()}
+			msgs[t.user][t.d.DeviceID] = wc
+		}
+		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room_key.withheld", map[string]any{"messages": msgs}, nil); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func withheldReason(code string) string {
+	switch code {
+	case WithheldUnverified:
+		return "The sender only shares keys with cross-signed devices of trusted identities."
+	case WithheldBlacklisted:
+		return "The sender distrusts this device."
+	case WithheldNoOlm:
+		return "Unable to establish a secure channel."
+	}
+	return "Key withheld."
+}
+
+func cut(ud string) (string, string, bool) {
+	for i := len(ud) - 1; i >= 0; i-- {
+		if ud[i] == '|' {
+			return ud[:i], ud[i+1:], true
+		}
+	}
+	return ud, "", false
+}
+
+// ---- receiving keys ----
+
+type roomKeyContent struct {
+	Algorithm  string `json:"algorithm"`
+	RoomID     string `json:"room_id"`
+	SessionID  string `json:"session_id"`
+	SessionKey string `json:"session_key"`
+}
+
+// roomKeyReceive stores an m.room_key received over Olm from device d of
+// user u (bound by the Olm checks). B5 rules 1 and 3.
+func (m *Machine) roomKeyReceive(ctx context.Context, ch *Changes, res *Result, u *userRecord, d *deviceRecord, content json.RawMessage) error {
+	var c roomKeyContent
+	if err := json.Unmarshal(content, &c); err != nil || c.Algorithm != crosssign.AlgorithmMegolm {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, errors.New("e2ee: m.room_key malformed or not Megolm"))
+		return nil
+	}
+	if _, err := id.ParseRoomID(c.RoomID); err != nil {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, errors.New("e2ee: m.room_key room_id invalid"))
+		return nil
+	}
+	sk, err := megolm.ParseSessionKey(c.SessionKey)
+	if err != nil || sk.ID() != c.SessionID {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, errors.New("e2ee: m.room_key session key invalid or does not match session_id"))
+		return nil
+	}
+	in, err := megolm.NewInboundSession(sk)
+	if err != nil {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, err)
+		return nil
+	}
+	old, err := m.loadInbound(ctx, c.SessionID)
+	if err != nil {
+		return err
+	}
+	rec := &inboundSession{SessionID: c.SessionID, RoomID: c.RoomID, SenderUser: u.UserID, SenderDevice: d.DeviceID,
+		SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, Received: m.now().UnixMilli(), s: in}
+	if old != nil {
+		if old.RoomID != c.RoomID || (!old.Forwarded && !old.FromBackup && old.SenderCurve != d.Curve25519) {
+			res.reject(RejectSessionOwnerConflict, u.UserID, d.DeviceID, fmt.Errorf("e2ee: m.room_key for session %s, which belongs to another device or room", c.SessionID))
+			return nil
+		}
+		switch in.Compare(old.s) {
+		case megolm.Unconnected:
+			res.reject(RejectMegolmUnconnected, u.UserID, d.DeviceID, fmt.Errorf("e2ee: m.room_key for session %s is not connected to the stored copy", c.SessionID))
+			return nil
+		case megolm.Better:
+		default:
+			if old.Forwarded || old.FromBackup {
+				// Same or worse ratchet, but an authenticated binding:
+				// keep the ratchet, upgrade the provenance (A3 rule 3).
+				merged, err := old.s.Merge(in)
+				if err != nil {
+					return nil
+				}
+				rec.s = merged
+				break
+			}
+			return nil
+		}
+	}
+	return m.putInbound(ch, rec)
+}
+
+type forwardContent struct {
+	Algorithm  string   `json:"algorithm"`
+	RoomID     string   `json:"room_id"`
+	SessionID  string   `json:"session_id"`
+	SessionKey string   `json:"session_key"`
+	SenderKey  string   `json:"sender_key"`
+	ClaimedEd  string   `json:"sender_claimed_ed25519_key"`
+	Chain      []string `json:"forwarding_curve25519_key_chain"`
+}
+
+// forwardReceive accepts m.forwarded_room_key only as the answer to our own
+// outstanding request, from our own cross-signed device that we asked
+// (A3 rules 1-3, B5).
+func (m *Machine) forwardReceive(ctx context.Context, ch *Changes, res *Result, u *userRecord, d *deviceRecord, content json.RawMessage) error {
+	var c forwardContent
+	if err := json.Unmarshal(content, &c); err != nil || c.Algorithm != crosssign.AlgorithmMegolm {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, errors.New("e2ee: m.forwarded_room_key malformed"))
+		return nil
+	}
+	if u.UserID != m.user.String() {
+		res.reject(RejectForwardUntrusted, u.UserID, d.DeviceID, errors.New("e2ee: forwarded room keys are accepted only from our own devices"))
+		return nil
+	}
+	if t := m.trustOf(u, d); t != TrustVerifiedIdentity && t != TrustCrossSignedPinned {
+		res.reject(RejectForwardUntrusted, u.UserID, d.DeviceID, fmt.Errorf("e2ee: forwarded room key from our device %s, which is not cross-signed (%s)", d.DeviceID, t))
+		return nil
+	}
+	var kr keyRequestRecord
+	ok, err := m.getJSON(ctx, KindKeyRequest, c.RoomID+"|"+c.SessionID, &kr)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		res.reject(RejectUnrequestedForward, u.UserID, d.DeviceID, fmt.Errorf("e2ee: forwarded room key for session %s that we never requested", c.SessionID))
+		return nil
+	}
+	if !slices.Contains(kr.Devices, d.DeviceID) {
+		res.reject(RejectForwardUntrusted, u.UserID, d.DeviceID, errors.New("e2ee: forwarded room key from a device we did not ask"))
+		return nil
+	}
+	ek, err := megolm.ParseExportedSessionKey(c.SessionKey)
+	if err != nil || ek.ID() != c.SessionID {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, errors.New("e2ee: forwarded session key invalid or does not match session_id"))
+		return nil
+	}
+	in, err := megolm.ImportInboundSession(ek)
+	if err != nil {
+		res.reject(RejectRoomKeyInvalid, u.UserID, d.DeviceID, err)
+		return nil
+	}
+	old, err := m.loadInbound(ctx, c.SessionID)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		if old.RoomID != c.RoomID {
+			res.reject(RejectSessionOwnerConflict, u.UserID, d.DeviceID, errors.New("e2ee: forwarded session belongs to another room"))
+			return nil
+		}
+		switch in.Compare(old.s) {
+		case megolm.Unconnected:
+			res.reject(RejectMegolmUnconnected, u.UserID, d.DeviceID, fmt.Errorf("e2ee: forwarded copy of session %s is not connected to the stored one; kept the stored one", c.SessionID))
+			return nil
+		case megolm.Better:
+			merged, err := old.s.Merge(in)
+			if err != nil {
+				return nil
+			}
+			// Keep the existing (possibly authenticated) binding.
+			old.s = merged
+			ch.Delete(KindKeyRequest, c.RoomID+"|"+c.SessionID)
+			return m.putInbound(ch, old)
+		default:
+			ch.Delete(KindKeyRequest, c.RoomID+"|"+c.SessionID)
+			return nil
+		}
+	}
+	// New session: the sender binding is only claimed; bind it to a known
+	// device so the session owner check on decryption has a user.
+	ou, od, err := m.deviceByCurve(ctx, c.SenderKey)
+	if err != nil {
+		return err
+	}
+	if od == nil || od.Ed25519 != c.ClaimedEd {
+		res.reject(RejectForwardUntrusted, u.UserID, d.DeviceID, errors.New("e2ee: forwarded room key names an original sender device we do not know"))
+		return nil
+	}
+	ch.Delete(KindKeyRequest, c.RoomID+"|"+c.SessionID)
+	return m.putInbound(ch, &inboundSession{SessionID: c.SessionID, RoomID: c.RoomID, SenderUser: ou.UserID, SenderDevice: od.DeviceID,
+		SenderCurve: od.Curve25519, SenderEd25519: od.Ed25519, Forwarded: true, ForwardedBy: d.Curve25519,
+		Received: m.now().UnixMilli(), s: in})
+}
+
+func (m *Machine) withheldReceive(ctx context.Context, res *Result, ev ToDeviceEvent) error {
+	var c struct {
+		RoomID    string `json:"room_id"`
+		SessionID string `json:"session_id"`
+		Code      string `json:"code"`
+		Reason    string `json:"reason"`
+	}
+	if err := json.Unmarshal(ev.Content, &c); err != nil || c.SessionID == "" || len(c.Code) > 255 || len(c.Reason) > 1024 {
+		return nil
+	}
+	// A hint only: never blocks a later genuine key (B12).
+	ch := &Changes{}
+	if err := putJSON(ch, KindWithheld, c.SessionID, withheldRecord{Code: c.Code, Reason: c.Reason, Sender: ev.Sender}); err != nil {
+		return err
+	}
+	return m.store.Save(ctx, ch)
+}
+
+// ---- decryption ----
+
+// Decrypt decrypts a room event. Plaintext events come back with
+// TrustPlaintext, except message-like events in encrypted rooms, which fail
+// with UTDUnencryptedInEncryptedRoom. Failures are *UTDError.
+func (m *Machine) Decrypt(ctx context.Context, room string, ev api.ClientEvent) (*Decrypted, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, err := m.decrypt(ctx, room, ev)
+	if err != nil {
+		var u *UTDError
+		if !errors.As(err, &u) {
+			m.abort(ctx)
+		}
+	}
+	return d, err
+}
+
+func isMessageLike(ev api.ClientEvent) bool {
+	if ev.StateKey != nil {
+		return false
+	}
+	switch ev.Type {
+	case "m.room.redaction":
+		return false
+	}
+	return true
+}
+
+func (m *Machine) decrypt(ctx context.Context, room string, ev api.ClientEvent) (*Decrypted, error) {
+	if ev.Type != "m.room.encrypted" {
+		r, err := m.loadRoom(ctx, room)
+		if err != nil {
+			return nil, err
+		}
+		if r.Encrypted && isMessageLike(ev) {
+			return nil, utd(UTDUnencryptedInEncryptedRoom, "", "type "+ev.Type, nil)
+		}
+		return &Decrypted{Event: ev, Provenance: Provenance{Trust: TrustPlaintext, SenderUser: ev.Sender}}, nil
+	}
+	if len(ev.Content) > maxEventSize {
+		return nil, utd(UTDMalformed, "", "event too large", nil)
+	}
+	var c struct {
+		Algorithm  string `json:"algorithm"`
+		SessionID  string `json:"session_id"`
+		Ciphertext string `json:"ciphertext"`
+	}
+	if err := json.Unmarshal(ev.Content, &c); err != nil {
+		return nil, utd(UTDMalformed, "", "", err)
+	}
+	if c.Algorithm != crosssign.AlgorithmMegolm {
+		return nil, utd(UTDOlmInRoom, "", "algorithm "+c.Algorithm, nil)
+	}
+	ct, err := keys.DecodeBase64Lenient(c.Ciphertext)
+	if err != nil || len(ct) > megolm.MaxMessageSize {
+		return nil, utd(UTDMalformed, c.SessionID, "ciphertext", err)
+	}
+	s, err := m.loadInbound(ctx, c.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		if err := m.requestKey(ctx, room, c.SessionID); err != nil {
+			return nil, err
+		}
+		var w withheldRecord
+		if ok, err := m.getJSON(ctx, KindWithheld, c.SessionID, &w); err != nil {
+			return nil, err
+		} else if ok {
+			e := utd(UTDWithheld, c.SessionID, "reported by "+w.Sender+", unauthenticated", nil)
+			e.Code = w.Code
+			return nil, e
+		}
+		return nil, utd(UTDNoSession, c.SessionID, "", nil)
+	}
+	// Session lookup by session_id only; now bind it (B2 rule 2).
+	if s.RoomID != room {
+		return nil, utd(UTDRoomMismatch, c.SessionID, "the session belongs to another room", nil)
+	}
+	if s.SenderUser != ev.Sender {
+		return nil, utd(UTDSenderMismatch, c.SessionID, fmt.Sprintf("session owned by %s, event claims %s", s.SenderUser, ev.Sender), nil)
+	}
+	pt, idx, err := s.s.Decrypt(ct)
+	if err != nil {
+		if errors.Is(err, megolm.ErrUnknownMessageIndex) {
+			if err := m.requestKey(ctx, room, c.SessionID); err != nil {
+				return nil, err
+			}
+			return nil, utd(UTDUnknownIndex, c.SessionID, "", err)
+		}
+		return nil, utd(UTDBadCiphertext, c.SessionID, "", err)
+	}
+	var p struct {
+		Type    string          `json:"type"`
+		Content json.RawMessage `json:"content"`
+		RoomID  string          `json:"room_id"`
+	}
+	if err := json.Unmarshal(pt, &p); err != nil || p.Type == "" {
+		return nil, utd(UTDMalformed, c.SessionID, "plaintext", err)
+	}
+	if p.RoomID != room {
+		return nil, utd(UTDRoomMismatch, c.SessionID, "the plaintext names another room", nil)
+	}
+	// Replay table (B4): (session, index) -> event.
+	ikey := fmt.Sprintf("%s|%d", c.SessionID, idx)
+	var seen indexRecord
+	if ok, err := m.getJSON(ctx, KindMegolmIndex, ikey, &seen); err != nil {
+		return nil, err
+	} else if ok && seen.EventID != ev.EventID {
+		return nil, utd(UTDReplay, c.SessionID, fmt.Sprintf("index %d was first seen in event %s", idx, seen.EventID), nil)
+	} else if !ok {
+		ch := &Changes{}
+		if err := putJSON(ch, KindMegolmIndex, ikey, indexRecord{EventID: ev.EventID, TS: ev.OriginServerTS}); err != nil {
+			return nil, err
+		}
+		if err := m.store.Save(ctx, ch); err != nil {
+			return nil, err
+		}
+	}
+	prov, err := m.provenance(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	prov.Index = idx
+	if (prov.Trust == TrustUnverifiedDevice || prov.Trust == TrustUnknownDevice) && !m.policy.ShowNonCrossSigned {
+		return nil, utd(UTDInsecureDeviceHidden, c.SessionID, prov.Warning, nil)
+	}
+	out := ev
+	out.Type = p.Type
+	out.Content = p.Content
+	return &Decrypted{Event: out, Provenance: prov}, nil
+}
+
+func (m *Machine) provenance(ctx context.Context, s *inboundSession) (Provenance, error) {
+	p := Provenance{SenderUser: s.SenderUser, SenderDevice: s.SenderDevice, SenderCurve: s.SenderCurve,
+		SenderEd25519: s.SenderEd25519, SessionID: s.SessionID}
+	if s.Forwarded || s.FromBackup {
+		p.Trust = TrustForwardedOrBackup
+		p.Warning = "the key for this message was forwarded or restored from backup: its authenticity cannot be guaranteed"
+		return p, nil
+	}
+	if s.SenderUser == m.user.String() && s.SenderCurve == m.curve.String() {
+		p.Trust = TrustVerifiedIdentity // our own device
+		return p, nil
+	}
+	u, err := m.loadUser(ctx, s.SenderUser)
+	if err != nil {
+		return p, err
+	}
+	d := u.Devices[s.SenderDevice]
+	if d != nil && d.Curve25519 != s.SenderCurve {
+		d = nil
+	}
+	p.Trust = m.trustOf(u, d)
+	switch p.Trust {
+	case TrustUnknownDevice:
+		p.Warning = "sent by a device that is not in its owner's device list"
+	case TrustUnverifiedDevice:
+		p.Warning = "sent by a device its owner has not cross-signed"
+	case TrustIdentityChanged:
+		p.Warning = "the sender's identity changed since it was pinned"
+	}
+	return p, nil
+}
+
+// ---- key requests (B6, A3) ----
+
+type keyRequestRecord struct {
+	RequestID string   `json:"request_id"`
+	Devices   []string `json:"devices"`
+	Created   int64    `json:"created"`
+}
+
+// requestKey asks our own cross-signed devices (and only those) for a
+// session we lack, once.
+func (m *Machine) requestKey(ctx context.Context, room, sessionID string) error {
+	key := room + "|" + sessionID
+	var kr keyRequestRecord
+	if ok, err := m.getJSON(ctx, KindKeyRequest, key, &kr); err != nil || ok {
+		return err
+	}
+	u, err := m.loadUser(ctx, m.user.String())
+	if err != nil {
+		return err
+	}
+	var devs []string
+	msgs := map[string]any{}
+	for dev, d := range u.Devices {
+		if dev == m.device.String() {
+			continue
+		}
+		if t := m.trustOf(u, d); t == TrustVerifiedIdentity || t == TrustCrossSignedPinned {
+			devs = append(devs, dev)
+		}
+	}
+	if len(devs) == 0 {
+		return nil
+	}
+	slices.Sort(devs)
+	ch := &Changes{}
+	kr = keyRequestRecord{RequestID: m.newRequestID(), Devices: devs, Created: m.now().UnixMilli()}
+	body := map[string]any{"action": "request", "requesting_device_id": m.device.String(), "request_id": kr.RequestID,
+		"body": map[string]any{"algorithm": crosssign.AlgorithmMegolm, "room_id": room, "session_id": sessionID}}
+	for _, dev := range devs {
+		msgs[dev] = body
+	}
+	if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room_key_request", map[string]any{"messages": map[string]any{m.user.String(): msgs}}, nil); err != nil {
+		return err
+	}
+	if err := putJSON(ch, KindKeyRequest, key, kr); err != nil {
+		return err
+	}
+	if err := m.putAccount(ch); err != nil {
+		return err
+	}
+	return m.store.Save(ctx, ch)
+}
+
+// keyRequestReceive answers m.room_key_request only for our own
+// cross-signed devices, with an Olm-encrypted forward (B6 rules 1-2).
+func (m *Machine) keyRequestReceive(ctx context.Context, res *Result, ev ToDeviceEvent) error {
+	var c struct {
+		Action    string `json:"action"`
+		Requester string `json:"requesting_device_id"`
+		RequestID string `json:"request_id"`
+		Body      struct {
+			Algorithm string `json:"algorithm"`
+			RoomID    string `json:"room_id"`
+			SessionID string `json:"session_id"`
+		} `json:"body"`
+	}
+	if err := json.Unmarshal(ev.Content, &c); err != nil || c.Action != "request" {
+		return nil
+	}
+	if ev.Sender != m.user.String() {
+		res.reject(RejectKeyRequestUntrusted, ev.Sender, c.Requester, errors.New("e2ee: key request from another user; keys are re-shared only with our own devices"))
+		return nil
+	}
+	u, err := m.loadUser(ctx, ev.Sender)
+	if err != nil {
+		return err
+	}
+	d := u.Devices[c.Requester]
+	if t := m.trustOf(u, d); t != TrustVerifiedIdentity && t != TrustCrossSignedPinned || c.Requester == m.device.String() {
+		res.reject(RejectKeyRequestUntrusted, ev.Sender, c.Requester, fmt.Errorf("e2ee: key request from our device %q, which is not cross-signed", c.Requester))
+		return nil
+	}
+	s, err := m.loadInbound(ctx, c.Body.SessionID)
+	if err != nil || s == nil || s.RoomID != c.Body.RoomID {
+		return err
+	}
+	ek, err := s.s.Export(s.s.FirstKnownIndex())
+	if err != nil {
+		return nil
+	}
+	chain := []string{}
+	if s.ForwardedBy != "" {
+		chain = append(chain, s.ForwardedBy)
+	}
+	content := map[string]any{"algorithm": crosssign.AlgorithmMegolm, "room_id": s.RoomID, "session_id": s.SessionID,
+		"session_key": ek.String(), "sender_key": s.SenderCurve, "sender_claimed_ed25519_key": s.SenderEd25519,
+		"forwarding_curve25519_key_chain": chain}
+	t := olmTarget{u.UserID, d}
+	ch := &Changes{}
+	ss, err := m.loadOlm(ctx, d.Curve25519)
+	if err != nil {
+		return err
+	}
+	if len(ss) == 0 {
+		m.pendOlm[d.Curve25519] = append(m.pendOlm[d.Curve25519], olmSend{user: u.UserID, device: d.DeviceID, evType: "m.forwarded_room_key", content: content})
+		if err := m.queueClaim(ctx, ch, []olmTarget{t}, false); err != nil {
+			return err
+		}
+	} else {
+		b, _ := json.Marshal(content)
+		out, err := m.olmEncryptMany(ctx, ch, []olmTarget{t}, "m.forwarded_room_key", [][]byte{b})
+		if err != nil {
+			return err
+		}
+		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody([]olmTarget{t}, out), nil); err != nil {
+			return err
+		}
+	}
+	if err := m.putAccount(ch); err != nil {
+		return err
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		m.abort(ctx)
+		return err
+	}
+	return nil
+}
+
+var _ = time.Second

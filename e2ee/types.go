@@ -1,0 +1,170 @@
+package e2ee
+
+import (
+	"encoding/json"
+	"time"
+
+	"myelin/api"
+)
+
+// TrustPolicy decides whom room keys go to and whose messages are shown.
+// The zero value is the strict policy (threat model "strict"): share only
+// with cross-signed devices of pinned or verified identities, hide messages
+// from devices that are not cross-signed, and block sending when a member's
+// identity changes until the user acknowledges.
+type TrustPolicy struct {
+	// ShareWithNonCrossSigned also shares room keys with devices their
+	// owner has not cross-signed (legacy behaviour; A1b).
+	ShareWithNonCrossSigned bool
+	// ShowNonCrossSigned shows messages from devices that are not
+	// cross-signed (with TrustUnverifiedDevice) instead of hiding them.
+	ShowNonCrossSigned bool
+	// AllowUnverifiedIdentityChange keeps sending (after an alert) when an
+	// identity that was pinned but never verified changes. A change of a
+	// verified identity always blocks.
+	AllowUnverifiedIdentityChange bool
+}
+
+// StrictPolicy returns the default policy (the zero value).
+func StrictPolicy() TrustPolicy { return TrustPolicy{} }
+
+// Rotation limits: a room's m.room.encryption settings are clamped to these
+// (threat model B13 rule 3; spec defaults are one week and 100 messages).
+const (
+	MaxRotationPeriod   = 7 * 24 * time.Hour
+	MinRotationPeriod   = time.Hour
+	MaxRotationMessages = 100
+)
+
+// ToDeviceEvent is one event of /sync to_device.events.
+type ToDeviceEvent struct {
+	Type    string          `json:"type"`
+	Sender  string          `json:"sender"`
+	Content json.RawMessage `json:"content"`
+}
+
+// RoomUpdate carries the state changes of one room in a sync: m.room.member
+// and m.room.encryption events (from state and timeline), in order.
+type RoomUpdate struct {
+	RoomID string
+	Events []api.ClientEvent
+}
+
+// SyncInput is what the machine needs from one /sync response.
+type SyncInput struct {
+	ToDevice           []ToDeviceEvent
+	DeviceListsChanged []string
+	DeviceListsLeft    []string
+	// OneTimeKeyCounts is device_one_time_keys_count (nil if absent).
+	OneTimeKeyCounts map[string]int
+	// UnusedFallbackKeyTypes is device_unused_fallback_key_types; nil
+	// means the server did not report it.
+	UnusedFallbackKeyTypes []string
+	Rooms                  []RoomUpdate
+}
+
+// RequestType says which endpoint a Request goes to.
+type RequestType string
+
+// Request types.
+const (
+	RequestKeysUpload   RequestType = "keys_upload"    // POST /_matrix/client/v3/keys/upload
+	RequestKeysQuery    RequestType = "keys_query"     // POST /_matrix/client/v3/keys/query
+	RequestKeysClaim    RequestType = "keys_claim"     // POST /_matrix/client/v3/keys/claim
+	RequestSendToDevice RequestType = "send_to_device" // PUT /_matrix/client/v3/sendToDevice/{EventType}/{ID}
+)
+
+// Request is an outgoing request. The caller sends Body to the endpoint of
+// Type and calls Machine.MarkSent(ID, responseBody). For send-to-device the
+// transaction ID is ID, so retries are idempotent.
+type Request struct {
+	ID        string          `json:"id"`
+	Type      RequestType     `json:"type"`
+	EventType string          `json:"event_type,omitempty"`
+	Body      json.RawMessage `json:"body"`
+	// Meta is machine-private bookkeeping.
+	Meta json.RawMessage `json:"meta,omitempty"`
+}
+
+// DecryptedToDevice is an Olm-authenticated to-device event that the machine
+// did not consume itself (verification messages, for example).
+type DecryptedToDevice struct {
+	Type          string
+	Sender        string
+	SenderDevice  string
+	SenderCurve   string
+	SenderEd25519 string
+	Content       json.RawMessage
+}
+
+// Result is what a step produced for the application.
+type Result struct {
+	Alerts   []Alert
+	ToDevice []DecryptedToDevice
+	Rejected []Rejection
+}
+
+func (r *Result) reject(code RejectCode, sender, device string, err error) {
+	r.Rejected = append(r.Rejected, Rejection{Code: code, Sender: sender, DeviceID: device, Err: err})
+}
+
+// Trust is the authenticity of a decrypted room event, decided at decryption
+// time (threat model A4 rule 4).
+type Trust int
+
+// Trust levels, strongest first.
+const (
+	// TrustVerifiedIdentity: the session came over Olm from a device
+	// cross-signed by an identity we verified.
+	TrustVerifiedIdentity Trust = iota + 1
+	// TrustCrossSignedPinned: cross-signed device of a pinned (TOFU),
+	// unverified identity.
+	TrustCrossSignedPinned
+	// TrustUnverifiedDevice: the device is known but not cross-signed.
+	TrustUnverifiedDevice
+	// TrustUnknownDevice: the device is no longer (or not) in its owner's
+	// device list.
+	TrustUnknownDevice
+	// TrustIdentityChanged: the owner's identity changed since it was
+	// pinned and the change is not acknowledged.
+	TrustIdentityChanged
+	// TrustForwardedOrBackup: the session came from a forward or backup;
+	// nothing proves who created it.
+	TrustForwardedOrBackup
+	// TrustPlaintext: the event was not encrypted (state, or an
+	// unencrypted room).
+	TrustPlaintext
+)
+
+var trustNames = map[Trust]string{
+	TrustVerifiedIdentity:  "verified_identity",
+	TrustCrossSignedPinned: "cross_signed_pinned",
+	TrustUnverifiedDevice:  "unverified_device",
+	TrustUnknownDevice:     "unknown_device",
+	TrustIdentityChanged:   "identity_changed",
+	TrustForwardedOrBackup: "forwarded_or_backup",
+	TrustPlaintext:         "plaintext",
+}
+
+// String returns the trust level's name.
+func (t Trust) String() string { return trustNames[t] }
+
+// Provenance says who sent a decrypted event and how sure we are.
+type Provenance struct {
+	Trust         Trust
+	SenderUser    string
+	SenderDevice  string
+	SenderCurve   string
+	SenderEd25519 string
+	SessionID     string
+	Index         uint32
+	// Warning explains a trust level below TrustCrossSignedPinned in words.
+	Warning string
+}
+
+// Decrypted is a room event after decryption: Event has the plaintext type
+// and content.
+type Decrypted struct {
+	Event      api.ClientEvent
+	Provenance Provenance
+}
