@@ -59,7 +59,7 @@ func VerifyPassword(hash, password string) (bool, error) {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
 		return false, ErrBadHash
 	}
-	if m > 1<<20 || t > 16 || p == 0 || t == 0 { // refuse absurd stored parameters
+	if m > 64*1024 || t > 10 || p == 0 || t == 0 { // refuse absurd stored parameters
 		return false, ErrBadHash
 	}
 	salt, err := b64.DecodeString(parts[4])
