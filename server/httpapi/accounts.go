@@ -16,10 +16,12 @@ import (
 	"myelin/server/storage"
 )
 
-// supportedVersions are the spec versions advertised by /versions. v1.11 and
-// later switch clients to authenticated media, which myelind does not serve
-// yet, so the list stops at v1.10 (see cs-api-digest §5.5).
-var supportedVersions = []string{"r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10"}
+// supportedVersions are the spec versions advertised by /versions. Clients
+// switch features on by version: v1.4 makes js-sdk assume server-side threads
+// (/v1/rooms/{id}/threads, relations), v1.7 makes mautrix use asynchronous media
+// upload and v1.11 authenticated media, none of which myelind serves yet, so
+// the list stops at v1.3 (Element needs any of v1.1-v1.13).
+var supportedVersions = []string{"r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3"}
 
 func (s *Server) routes() {
 	s.handle("GET", "/_matrix/client/versions", authNone, s.versions)

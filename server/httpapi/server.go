@@ -88,6 +88,54 @@ type Server struct {
 	quit     chan struct{}
 	quitOnce gosync.Once
 	cache    roomCache
+
+	seenMu   gosync.Mutex
+	lastSeen map[Session]time.Time
+}
+
+// touch records a device's last-seen time and IP, at most every few minutes
+// (each record is a database write).
+func (s *Server) touch(r *http.Request, sess Session) {
+	now := s.now()
+	s.seenMu.Lock()
+	last, ok := s.lastSeen[sess]
+	if ok && now.Sub(last) < 5*time.Minute {
+		s.seenMu.Unlock()
+		return
+	}
+	if len(s.lastSeen) > 100000 {
+		clear(s.lastSeen)
+	}
+	s.lastSeen[sess] = now
+	s.seenMu.Unlock()
+	s.store.TouchDevice(r.Context(), sess.UserID, sess.DeviceID, clientIP(r), now.UnixMilli())
+}
+
+// expireTyping ends typing notifications whose timeout passed and wakes the
+// rooms' members, until Close.
+func (s *Server) expireTyping() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		for _, roomID := range s.typing.expire(s.now()) {
+			st, err := s.store.CurrentState(context.Background(), roomID)
+			if err != nil {
+				continue
+			}
+			var users []string
+			for _, e := range st {
+				if e.Type == rooms.TypeMember && e.Membership == rooms.MembershipJoin && e.StateKey != nil {
+					users = append(users, *e.StateKey)
+				}
+			}
+			s.notifier.Kick(users...)
+		}
+	}
 }
 
 // Close makes long-polling requests return at once (call before shutdown).
@@ -133,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: cfg.Store, notifier: cfg.Notifier, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand,
 		rt: &router{}, uia: newUIAStore(), limiter: newLimiter(cfg.Now), typing: newTypingStore(),
-		hashSem: make(chan struct{}, 4), quit: make(chan struct{}),
+		hashSem: make(chan struct{}, 4), quit: make(chan struct{}), lastSeen: map[Session]time.Time{},
 	}
 	s.cache.rooms = map[string]*cachedRoom{}
 	s.cache.vers = map[string]rooms.RoomVersion{}
@@ -144,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 		s.e2ee.sync = sync.NoE2EE{}
 	}
 	s.handler = s.serveHTTP()
+	go s.expireTyping()
 	return s, nil
 }
 

@@ -75,7 +75,7 @@ func (s *Server) sync(r *http.Request) (any, error) {
 		timeout = min(time.Duration(ms)*time.Millisecond, maxSyncTimeout)
 	}
 	fullState := q.Get("full_state") == "true"
-	s.store.TouchDevice(r.Context(), sess.UserID, sess.DeviceID, clientIP(r), s.now().UnixMilli())
+	s.touch(r, sess)
 
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
@@ -413,9 +413,6 @@ func (s *Server) syncJoinedRoom(ctx context.Context, sess Session, f *api.Filter
 	tl, limited, start, err := s.timeline(ctx, f, v, m.RoomID, lo, upto)
 	if err != nil {
 		return nil, err
-	}
-	if newly && lo == 0 {
-		limited = start > 0
 	}
 	st, err := s.stateFor(ctx, sess, f, m.RoomID, newly, from.Pos, start, tl)
 	if err != nil {
