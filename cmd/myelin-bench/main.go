@@ -5,6 +5,7 @@
 //
 //	myelin-bench --hs http://127.0.0.1:8008 [--pid PID] [--label NAME] [--out result.json] [--scenarios LIST]
 //	myelin-bench compare ours.json theirs.json
+//	myelin-bench freeport   (prints a free loopback port, for scripts)
 //
 // Scenarios (each bounded in count and by --scenario-timeout):
 //
@@ -54,6 +55,16 @@ func main() {
 var allScenarios = []string{"registration", "rooms", "send_plain", "send_encrypted", "sync_latency", "keys", "to_device"}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == "freeport" {
+		// For scripts: print a free loopback TCP port.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		_, err = fmt.Fprintln(stdout, ln.Addr().(*net.TCPAddr).Port)
+		return err
+	}
 	if len(args) > 0 && args[0] == "compare" {
 		if len(args) != 3 {
 			return errors.New("usage: myelin-bench compare A.json B.json")
