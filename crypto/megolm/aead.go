@@ -28,6 +28,9 @@ type messageKeys struct {
 // hmacSHA256 returns HMAC-SHA-256(key, a | b | c) for a key of at most 64
 // bytes, without allocating.
 func hmacSHA256(key []byte, a, b, c []byte) [sha256.Size]byte {
+	if len(key) > hmacBlock {
+		panic("megolm: internal error: HMAC key longer than a block")
+	}
 	var pad [hmacBlock]byte
 	copy(pad[:], key)
 	for i := range pad {
