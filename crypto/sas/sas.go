@@ -60,7 +60,8 @@ var (
 // Ephemeral is the flow's ephemeral X25519 key before the other side's key
 // is known.
 type Ephemeral struct {
-	sk *keys.Curve25519SecretKey
+	sk  *keys.Curve25519SecretKey
+	pub keys.Curve25519PublicKey
 }
 
 // NewEphemeral reads exactly 32 bytes from rand as the private key (the
@@ -70,11 +71,12 @@ func NewEphemeral(rand io.Reader) (*Ephemeral, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sas: %w", err)
 	}
-	return &Ephemeral{sk: sk}, nil
+	return &Ephemeral{sk: sk, pub: sk.PublicKey()}, nil
 }
 
 // PublicKey is the key to send in m.key.verification.key.
-func (e *Ephemeral) PublicKey() keys.Curve25519PublicKey { return e.sk.PublicKey() }
+// It stays available after [Ephemeral.Establish].
+func (e *Ephemeral) PublicKey() keys.Curve25519PublicKey { return e.pub }
 
 // Establish does the key agreement with the other side's ephemeral key. It
 // refuses a non-contributory agreement (keys.ErrNonContributory) and our own

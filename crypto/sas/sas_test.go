@@ -136,6 +136,9 @@ func TestEstablishRefuses(t *testing.T) {
 	if _, err := e.Establish(other.PublicKey()); err == nil {
 		t.Error("ephemeral key used twice")
 	}
+	if e.PublicKey().IsZero() {
+		t.Error("public key lost after Establish")
+	}
 	if _, err := NewEphemeral(bytes.NewReader(seq(1, 31))); err == nil {
 		t.Error("short random accepted")
 	}
