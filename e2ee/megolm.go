@@ -347,7 +347,6 @@ func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) 
 				code = WithheldNoOlm
 			}
 			if o.Withheld[key] != code {
-				o.Withheld[key] = code
 				withheld[code] = append(withheld[code], t)
 			}
 		}
@@ -404,6 +403,7 @@ func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) 
 		ts := withheld[code]
 		msgs := map[string]map[string]any{}
 		for _, t := range ts {
+			o.Withheld[t.user+"|"+t.d.DeviceID] = code
 			if msgs[t.user] == nil {
 				msgs[t.user] = map[string]any{}
 			}
@@ -657,16 +657,21 @@ func (m *Machine) decrypt(ctx context.Context, room string, ev api.ClientEvent) 
 	if len(ev.Content) > maxEventSize {
 		return nil, utd(UTDMalformed, "", "event too large", nil)
 	}
+	var alg struct {
+		Algorithm string `json:"algorithm"`
+	}
+	if err := json.Unmarshal(ev.Content, &alg); err != nil {
+		return nil, utd(UTDMalformed, "", "", err)
+	}
+	if alg.Algorithm != crosssign.AlgorithmMegolm {
+		return nil, utd(UTDOlmInRoom, "", "algorithm "+alg.Algorithm, nil)
+	}
 	var c struct {
-		Algorithm  string `json:"algorithm"`
 		SessionID  string `json:"session_id"`
 		Ciphertext string `json:"ciphertext"`
 	}
 	if err := json.Unmarshal(ev.Content, &c); err != nil {
 		return nil, utd(UTDMalformed, "", "", err)
-	}
-	if c.Algorithm != crosssign.AlgorithmMegolm {
-		return nil, utd(UTDOlmInRoom, "", "algorithm "+c.Algorithm, nil)
 	}
 	ct, err := keys.DecodeBase64Lenient(c.Ciphertext)
 	if err != nil || len(ct) > megolm.MaxMessageSize {

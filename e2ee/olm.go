@@ -255,14 +255,21 @@ type olmEnvelope struct {
 var errOlmReplay = errors.New("e2ee: olm message already processed (replay)")
 
 func (m *Machine) olmReceive(ctx context.Context, res *Result, ev ToDeviceEvent) error {
-	var env olmEnvelope
-	if err := json.Unmarshal(ev.Content, &env); err != nil {
+	var alg struct {
+		Algorithm string `json:"algorithm"`
+	}
+	if err := json.Unmarshal(ev.Content, &alg); err != nil {
 		res.reject(RejectMalformed, ev.Sender, "", fmt.Errorf("e2ee: to-device m.room.encrypted does not parse: %w", err))
 		return nil
 	}
-	if env.Algorithm != crosssign.AlgorithmOlm {
+	if alg.Algorithm != crosssign.AlgorithmOlm {
 		// A4 rule 1: to-device encryption is Olm or nothing.
-		res.reject(RejectToDeviceNotOlm, ev.Sender, "", fmt.Errorf("e2ee: to-device event encrypted with %q, not Olm: refused before any decryption", env.Algorithm))
+		res.reject(RejectToDeviceNotOlm, ev.Sender, "", fmt.Errorf("e2ee: to-device event encrypted with %q, not Olm: refused before any decryption", alg.Algorithm))
+		return nil
+	}
+	var env olmEnvelope
+	if err := json.Unmarshal(ev.Content, &env); err != nil {
+		res.reject(RejectMalformed, ev.Sender, "", fmt.Errorf("e2ee: to-device m.room.encrypted does not parse: %w", err))
 		return nil
 	}
 	senderCurve, err := keys.ParseCurve25519PublicKey(env.SenderKey)
