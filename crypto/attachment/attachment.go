@@ -43,6 +43,7 @@ var (
 // InfoError says which field of the EncryptedFile JSON was refused.
 type InfoError struct{ Field string }
 
+// Error implements error.
 func (e *InfoError) Error() string { return "attachment: invalid encrypted file info: " + e.Field }
 
 // Unwrap makes errors.Is(err, ErrInvalidInfo) hold.

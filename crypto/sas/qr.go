@@ -51,6 +51,7 @@ var (
 // QRError gives the reason a payload was refused.
 type QRError struct{ Reason string }
 
+// Error implements error.
 func (e *QRError) Error() string { return "sas: invalid QR code payload: " + e.Reason }
 
 // Unwrap makes errors.Is(err, ErrInvalidQRCode) hold.

@@ -42,6 +42,7 @@ var (
 // Error gives the reason a recovery key was refused.
 type Error struct{ Reason string }
 
+// Error implements error.
 func (e *Error) Error() string { return "recoverykey: invalid recovery key: " + e.Reason }
 
 // Unwrap makes errors.Is(err, ErrInvalid) hold.
