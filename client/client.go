@@ -72,6 +72,9 @@ type Event struct {
 	// Event is the decrypted event (plaintext type and content) or, when
 	// Err is set, the event as the server sent it.
 	Event api.ClientEvent
+	// Raw is the event as the server sent it (m.room.encrypted for an
+	// encrypted event).
+	Raw api.ClientEvent
 	// Encrypted reports whether the event arrived as m.room.encrypted.
 	Encrypted bool
 	// Provenance says who sent it and how sure we are (valid when Err is

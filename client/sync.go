@@ -196,7 +196,7 @@ func (c *Client) track(rid, membership string, state, tl []api.ClientEvent) e2ee
 
 func (c *Client) decryptAndDeliver(ctx context.Context, room string, ev api.ClientEvent) {
 	d, err := c.m.Decrypt(ctx, room, ev)
-	out := Event{RoomID: room, Encrypted: ev.Type == "m.room.encrypted"}
+	out := Event{RoomID: room, Encrypted: ev.Type == "m.room.encrypted", Raw: ev}
 	if err != nil {
 		var u *e2ee.UTDError
 		if !errors.As(err, &u) {
@@ -237,7 +237,7 @@ func (c *Client) retryPending(ctx context.Context) {
 			}
 			continue
 		}
-		out := Event{RoomID: ev.RoomID, Encrypted: true, Event: d.Event, Provenance: d.Provenance, Retried: true}
+		out := Event{RoomID: ev.RoomID, Encrypted: true, Raw: ev, Event: d.Event, Provenance: d.Provenance, Retried: true}
 		out.Event.RoomID = ev.RoomID
 		if out.Event.EventID == "" {
 			out.Event.EventID = ev.EventID

@@ -262,3 +262,35 @@ func bodyOf(ev client.Event) string {
 }
 
 var _ = crosssign.AlgorithmMegolm
+
+// resume reopens a persistent device from its store directory.
+func (tc *tclient) resume(dir string) *tclient {
+	t := tc.t
+	t.Helper()
+	n := newT(t, tc.name+"'")
+	n.password, n.hs = tc.password, tc.hs
+	c, err := client.Resume(ctxT(t), n.opts(dir))
+	if err != nil {
+		t.Fatalf("resume %s: %v", tc.name, err)
+	}
+	n.Client = c
+	n.start()
+	return n
+}
+
+// knowsDevice waits until tc's e2ee machine lists dev of user.
+func (tc *tclient) knowsDevice(user, dev string) {
+	tc.t.Helper()
+	ctx := ctxT(tc.t)
+	for {
+		st, err := tc.Machine().Identity(ctx, user)
+		if err == nil && st != nil {
+			if _, ok := st.Devices[dev]; ok {
+				return
+			}
+		}
+		if err := tc.WaitSync(ctx); err != nil {
+			tc.t.Fatalf("%s: never learned %s/%s: %v", tc.name, user, dev, err)
+		}
+	}
+}

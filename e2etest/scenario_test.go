@@ -2,6 +2,7 @@ package e2etest
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"myelin/client"
@@ -44,4 +45,132 @@ func TestTwoUsers(t *testing.T) {
 	wantFrom(t, alice.text(room, "hi alice"), bob)
 	// Our own messages come back decrypted too.
 	wantFrom(t, alice.text(room, "hello bob"), alice)
+}
+
+// TestThreeUsersSeveralDevicesLeaveRotates: alice (2 devices), bob (2
+// devices) and carol; every device decrypts every other device's messages
+// with the right provenance. Then carol leaves: the room key rotates, carol's
+// device receives no key for what follows and cannot decrypt it.
+func TestThreeUsersSeveralDevicesLeaveRotates(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	carol := register(t, hs, "carol")
+	alice2 := alice.login(2, "")
+	bob2 := bob.login(2, "")
+
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "three", []string{bob.UserID(), carol.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	carol.joinOnInvite(room)
+	for _, u := range []*tclient{bob, carol} {
+		alice.waitMember(room, u.UserID(), "join")
+	}
+	all := []*tclient{alice, alice2, bob, bob2, carol}
+	for _, tc := range all {
+		for _, u := range all {
+			tc.knowsDevice(u.UserID(), u.DeviceID())
+		}
+	}
+
+	var before client.Event
+	for _, from := range all {
+		msg := "from " + from.name
+		from.send(room, msg)
+		for _, to := range all {
+			ev := to.text(room, msg)
+			wantFrom(t, ev, from)
+			if from == alice && to == bob {
+				before = ev
+			}
+		}
+	}
+
+	// Carol leaves; every remaining device sees it.
+	if err := carol.Leave(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []*tclient{alice, alice2, bob, bob2} {
+		tc.waitMember(room, carol.UserID(), "leave")
+	}
+	const secret = "after carol left"
+	alice.send(room, secret)
+	var after client.Event
+	for _, to := range []*tclient{alice2, bob, bob2} {
+		ev := to.text(room, secret)
+		wantFrom(t, ev, alice)
+		if to == bob {
+			after = ev
+		}
+	}
+	if after.Provenance.SessionID == before.Provenance.SessionID {
+		t.Fatalf("room key not rotated after a leave: session %s", after.Provenance.SessionID)
+	}
+	// Carol's device catches up on every to-device message sent to it, then
+	// tries the ciphertext (as a server would hand it over): no key.
+	carol.stop()
+	if err := carol.SyncOnce(ctxT(t), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = carol.Machine().Decrypt(ctxT(t), room, after.Raw)
+	var u *e2ee.UTDError
+	if !errors.As(err, &u) || (u.Reason != e2ee.UTDNoSession && u.Reason != e2ee.UTDWithheld) {
+		t.Fatalf("carol decrypting after leaving: err %v, want no session", err)
+	}
+	if carol.hasText(secret) {
+		t.Fatal("carol saw the message sent after she left")
+	}
+	// The message before the leave is still readable for her.
+	if _, err := carol.Machine().Decrypt(ctxT(t), room, before.Raw); err != nil {
+		t.Fatalf("carol lost the history she was there for: %v", err)
+	}
+}
+
+// TestNewDeviceAndOfflineCatchUp: a device added later receives keys for
+// what is sent after it appears; a persistent device that was offline
+// (process stopped, reopened from its store directory) catches up on
+// everything sent meanwhile.
+func TestNewDeviceAndOfflineCatchUp(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "catch-up", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	alice.send(room, "one")
+	bob.text(room, "one")
+
+	dir := t.TempDir()
+	bob2 := bob.login(2, dir)
+	alice.knowsDevice(bob.UserID(), bob2.DeviceID())
+	alice.send(room, "two")
+	wantFrom(t, bob2.text(room, "two"), alice)
+	wantFrom(t, bob.text(room, "two"), alice)
+
+	// bob2 goes offline.
+	bob2.stop()
+	if err := bob2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := []string{"three", "four", "five"}
+	for _, m := range msgs {
+		alice.send(room, m)
+	}
+	bob.send(room, "six")
+	bob2b := bob2.resume(dir)
+	if bob2b.DeviceID() != bob2.DeviceID() {
+		t.Fatalf("resumed as %s, want %s", bob2b.DeviceID(), bob2.DeviceID())
+	}
+	for _, m := range msgs {
+		wantFrom(t, bob2b.text(room, m), alice)
+	}
+	wantFrom(t, bob2b.text(room, "six"), bob)
+	// And it can still send.
+	bob2b.send(room, "back online")
+	wantFrom(t, alice.text(room, "back online"), bob2)
 }
