@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 )
 
@@ -112,16 +113,13 @@ func (k *messageKeys) encrypt(dst, plaintext []byte) []byte {
 	// CBC by hand: cipher.NewCBCEncrypter would make the IV (and with it the
 	// keys) escape to the heap.
 	out := dst[start:]
-	prev := k.iv
+	prev := k.iv[:]
 	for i := 0; i < len(out); i += blockSize {
-		b := (*[blockSize]byte)(out[i : i+blockSize])
-		for j := range b {
-			b[j] ^= prev[j]
-		}
-		block.Encrypt(b[:], b[:])
-		prev = *b
+		b := out[i : i+blockSize]
+		subtle.XORBytes(b, b, prev)
+		block.Encrypt(b, b)
+		prev = b
 	}
-	clear(prev[:])
 	return dst
 }
 
@@ -133,14 +131,12 @@ func (k *messageKeys) decrypt(ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		panic("megolm: internal error: " + err.Error())
 	}
-	prev := k.iv
 	for i := 0; i < len(out); i += blockSize {
 		block.Decrypt(out[i:i+blockSize], ciphertext[i:i+blockSize])
-		for j := range blockSize {
-			out[i+j] ^= prev[j]
-		}
-		prev = [blockSize]byte(ciphertext[i : i+blockSize])
 	}
+	// P_0 = D(C_0) ^ IV, P_i = D(C_i) ^ C_{i-1}.
+	subtle.XORBytes(out[:blockSize], out[:blockSize], k.iv[:])
+	subtle.XORBytes(out[blockSize:], out[blockSize:], ciphertext[:len(ciphertext)-blockSize])
 	// The MAC has authenticated the ciphertext, so there is no padding
 	// oracle; the check only catches a broken sender.
 	pad := int(out[len(out)-1])
