@@ -538,6 +538,14 @@ func TestB2OlmBindingChecks(t *testing.T) {
 		{"sender_device_keys of another user", b.user, func(pt map[string]any) {
 			pt["sender_device_keys"] = json.RawMessage(other.devKeys)
 		}},
+		{"sender_device_keys names another user, same keys (CVE-2026-45056)", b.user, func(pt map[string]any) {
+			dk := signWith(evil.acct, "@carol:hs", "BOBX", map[string]any{
+				"user_id": "@carol:hs", "device_id": "BOBX",
+				"algorithms": []any{crosssign.AlgorithmOlm, crosssign.AlgorithmMegolm},
+				"keys":       map[string]any{"curve25519:BOBX": evil.curve.String(), "ed25519:BOBX": evil.ed.String()}})
+			raw, _ := json.Marshal(dk)
+			pt["sender_device_keys"] = json.RawMessage(raw)
+		}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -585,6 +593,10 @@ func TestB2MegolmSenderAndRoomBinding(t *testing.T) {
 	s.deliver(a, claire.olmTo(a, claire.user, claire.plaintext(a, "m.room_key", roomKeyContent(room, ms))))
 	a.sync()
 	_, err = a.decrypt(room, claire.megolmEvent(ms, room, "!other:hs", claire.user, "$pr", "x"))
+	wantUTD(t, err, e2ee.UTDRoomMismatch)
+	// ... and the same session (bound to room) serving an event in another
+	// room whose plaintext names that other room.
+	_, err = a.decrypt("!other:hs", claire.megolmEvent(ms, "!other:hs", "!other:hs", claire.user, "$pr2", "x"))
 	wantUTD(t, err, e2ee.UTDRoomMismatch)
 	a.mustDecrypt(room, e, "genuine")
 }
