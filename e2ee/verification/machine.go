@@ -127,15 +127,15 @@ func (m *Machine) newFlow(ref FlowRef, now time.Time) *flow {
 // Accept answers a received request with ready: the user agreed to verify.
 // The keys to verify are pinned now.
 func (m *Machine) Accept(now time.Time, ref FlowRef) (Result, error) {
-	f, err := m.active(now, ref)
+	f, r, err := m.active(now, ref)
 	if err != nil {
-		return Result{}, err
+		return r, err
 	}
 	if f.state != Requested || f.weRequested {
 		return Result{}, ErrWrongState
 	}
-	if now.After(f.promptExpiry) {
-		return f.result(f.expirePrompt()), ErrTimeout
+	if len(f.methods) == 0 {
+		return Result{}, ErrNoCommonMethod
 	}
 	if r, ok := f.pin(); !ok {
 		return r, nil
@@ -152,9 +152,9 @@ func (m *Machine) Accept(now time.Time, ref FlowRef) (Result, error) {
 // StartSAS sends m.key.verification.start with method m.sas.v1 in a ready
 // flow.
 func (m *Machine) StartSAS(now time.Time, ref FlowRef) (Result, error) {
-	f, err := m.active(now, ref)
+	f, r, err := m.active(now, ref)
 	if err != nil {
-		return Result{}, err
+		return r, err
 	}
 	if f.state != Ready || !slices.Contains(f.methods, MethodSAS) {
 		return Result{}, ErrWrongState
@@ -181,9 +181,9 @@ func (m *Machine) StartSAS(now time.Time, ref FlowRef) (Result, error) {
 // to (a to-device start without request, deprecated but still sent by some
 // clients). Starts within an accepted request are accepted automatically.
 func (m *Machine) AcceptSAS(now time.Time, ref FlowRef) (Result, error) {
-	f, err := m.active(now, ref)
+	f, r, err := m.active(now, ref)
 	if err != nil {
-		return Result{}, err
+		return r, err
 	}
 	if f.state != Started || f.weStarted || f.theirStart == nil {
 		return Result{}, ErrWrongState
@@ -195,9 +195,9 @@ func (m *Machine) AcceptSAS(now time.Time, ref FlowRef) (Result, error) {
 // Confirm records that the user saw matching short authentication strings:
 // our MAC is sent, and if theirs already verified the flow completes.
 func (m *Machine) Confirm(now time.Time, ref FlowRef) (Result, error) {
-	f, err := m.active(now, ref)
+	f, r, err := m.active(now, ref)
 	if err != nil {
-		return Result{}, err
+		return r, err
 	}
 	if f.state != KeysExchanged && f.state != MacReceived {
 		return Result{}, ErrWrongState
@@ -208,9 +208,9 @@ func (m *Machine) Confirm(now time.Time, ref FlowRef) (Result, error) {
 // Mismatch records that the user saw different strings: the flow is
 // cancelled with m.mismatched_sas.
 func (m *Machine) Mismatch(now time.Time, ref FlowRef) (Result, error) {
-	f, err := m.active(now, ref)
+	f, r, err := m.active(now, ref)
 	if err != nil {
-		return Result{}, err
+		return r, err
 	}
 	if f.state != KeysExchanged && f.state != MacReceived {
 		return Result{}, ErrWrongState
@@ -254,18 +254,19 @@ func (m *Machine) Tick(now time.Time) []Result {
 }
 
 // active finds a flow for a user action and applies timeouts first.
-func (m *Machine) active(now time.Time, ref FlowRef) (*flow, error) {
+// An expired flow is cancelled and the cancel returned with ErrTimeout.
+func (m *Machine) active(now time.Time, ref FlowRef) (*flow, Result, error) {
 	f, ok := m.flows[ref]
 	if !ok {
-		return nil, ErrUnknownFlow
+		return nil, Result{}, ErrUnknownFlow
 	}
 	if f.state == Done || f.state == Cancelled {
-		return nil, ErrWrongState
+		return nil, Result{}, ErrWrongState
 	}
-	if _, expired := f.checkTime(now); expired {
-		return nil, ErrTimeout
+	if r, expired := f.checkTime(now); expired {
+		return nil, f.result(r), ErrTimeout
 	}
-	return f, nil
+	return f, Result{}, nil
 }
 
 // Handle processes one received verification event. It returns an error,
