@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +64,7 @@ type Machine struct {
 	olmSess  map[string][]*olmSession // by sender curve25519
 	inbound  map[string]*inboundSession
 	outbound map[string]*outboundSession
+	reqs     map[string]*Request  // pending requests (nil: not loaded)
 	noOlm    map[string]time.Time // curve25519 -> last failed claim
 	pendOlm  map[string][]olmSend // curve25519 -> sends waiting for a session
 }
@@ -133,6 +136,7 @@ func (m *Machine) resetCaches() {
 	m.olmSess = map[string][]*olmSession{}
 	m.inbound = map[string]*inboundSession{}
 	m.outbound = map[string]*outboundSession{}
+	m.reqs = nil
 }
 
 // abort drops every cached object after a step failed, so that memory
@@ -347,24 +351,45 @@ func (m *Machine) queueRequest(ch *Changes, typ RequestType, evType string, body
 			return nil, fmt.Errorf("e2ee: encode request: %w", err)
 		}
 	}
+	if err := m.loadRequests(context.Background()); err != nil {
+		return nil, err
+	}
+	// Visible in the cache now; a failed Save aborts, which drops the cache.
+	m.reqs[r.ID] = r
 	return r, putJSON(ch, KindRequest, r.ID, r)
 }
 
-func (m *Machine) pending(ctx context.Context, typ RequestType) ([]*Request, error) {
+func (m *Machine) loadRequests(ctx context.Context) error {
+	if m.reqs != nil {
+		return nil
+	}
 	recs, err := m.store.List(ctx, KindRequest, "")
 	if err != nil {
-		return nil, fmt.Errorf("e2ee: list requests: %w", err)
+		return fmt.Errorf("e2ee: list requests: %w", err)
 	}
-	var out []*Request
+	m.reqs = map[string]*Request{}
 	for _, rec := range recs {
 		var r Request
 		if err := json.Unmarshal(rec.Value, &r); err != nil {
-			return nil, fmt.Errorf("e2ee: decode request: %w", err)
+			return fmt.Errorf("e2ee: decode request: %w", err)
 		}
+		m.reqs[r.ID] = &r
+	}
+	return nil
+}
+
+// pending returns the pending requests of typ ("" for all), by ID.
+func (m *Machine) pending(ctx context.Context, typ RequestType) ([]*Request, error) {
+	if err := m.loadRequests(ctx); err != nil {
+		return nil, err
+	}
+	var out []*Request
+	for _, r := range m.reqs {
 		if typ == "" || r.Type == typ {
-			out = append(out, &r)
+			out = append(out, r)
 		}
 	}
+	slices.SortFunc(out, func(a, b *Request) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
@@ -412,20 +437,22 @@ func (m *Machine) Outgoing(ctx context.Context) ([]Request, error) {
 func (m *Machine) MarkSent(ctx context.Context, requestID string, response []byte) (*Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var req Request
-	ok, err := m.getJSON(ctx, KindRequest, requestID, &req)
-	if err != nil {
+	if err := m.loadRequests(ctx); err != nil {
 		return nil, err
 	}
+	preq, ok := m.reqs[requestID]
 	if !ok {
 		return nil, fmt.Errorf("e2ee: mark sent %q: %w", requestID, ErrUnknownRequest)
 	}
+	req := *preq
+	var err error
 	if len(response) > maxResponseSize {
 		return nil, fmt.Errorf("e2ee: mark sent: response of %d bytes: %w", len(response), ErrBadResponse)
 	}
 	res := &Result{}
 	ch := &Changes{}
 	ch.Delete(KindRequest, requestID)
+	delete(m.reqs, requestID)
 	switch req.Type {
 	case RequestKeysUpload:
 		err = m.uploadDone(ctx, ch, &req, response)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"myelin/api"
@@ -620,16 +621,25 @@ func (m *Machine) withheldReceive(ctx context.Context, res *Result, ev ToDeviceE
 // TrustPlaintext, except message-like events in encrypted rooms, which fail
 // with UTDUnencryptedInEncryptedRoom. Failures are *UTDError.
 func (m *Machine) Decrypt(ctx context.Context, room string, ev api.ClientEvent) (*Decrypted, error) {
+	out, errs, err := m.DecryptBatch(ctx, room, []api.ClientEvent{ev})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], errs[0]
+}
+
+// DecryptBatch decrypts events of one room (a timeline or backlog page).
+// It returns one result or *UTDError per event; the final error is for
+// storage failures only. Signature and MAC checks run in parallel across
+// sessions, and the replay table is written in one batch.
+func (m *Machine) DecryptBatch(ctx context.Context, room string, evs []api.ClientEvent) ([]*Decrypted, []error, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, err := m.decrypt(ctx, room, ev)
+	out, errs, err := m.decryptBatch(ctx, room, evs)
 	if err != nil {
-		var u *UTDError
-		if !errors.As(err, &u) {
-			m.abort(ctx)
-		}
+		m.abort(ctx)
 	}
-	return d, err
+	return out, errs, err
 }
 
 func isMessageLike(ev api.ClientEvent) bool {
@@ -643,46 +653,122 @@ func isMessageLike(ev api.ClientEvent) bool {
 	return true
 }
 
-func (m *Machine) decrypt(ctx context.Context, room string, ev api.ClientEvent) (*Decrypted, error) {
-	if ev.Type != "m.room.encrypted" {
-		r, err := m.loadRoom(ctx, room)
+type decJob struct {
+	i   int
+	ev  api.ClientEvent
+	sid string
+	ct  []byte
+	s   *inboundSession
+	pt  []byte
+	idx uint32
+	err error
+}
+
+func (m *Machine) decryptBatch(ctx context.Context, room string, evs []api.ClientEvent) ([]*Decrypted, []error, error) {
+	out := make([]*Decrypted, len(evs))
+	errs := make([]error, len(evs))
+	r, err := m.loadRoom(ctx, room)
+	if err != nil {
+		return nil, nil, err
+	}
+	var jobs []*decJob
+	for i, ev := range evs {
+		j, err := m.decryptPrepare(ctx, r, i, ev)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		switch {
+		case j.err != nil:
+			errs[i] = j.err
+		case j.s == nil:
+			out[i] = &Decrypted{Event: ev, Provenance: Provenance{Trust: TrustPlaintext, SenderUser: ev.Sender}}
+		default:
+			jobs = append(jobs, j)
+		}
+	}
+	// Decrypt: one goroutine per session (a session's caches are not safe
+	// for concurrent use), sessions spread over all cores.
+	groups := map[*inboundSession][]*decJob{}
+	var order []*inboundSession
+	for _, j := range jobs {
+		if groups[j.s] == nil {
+			order = append(order, j.s)
+		}
+		groups[j.s] = append(groups[j.s], j)
+	}
+	parallel(len(order), func(g int) {
+		for _, j := range groups[order[g]] {
+			j.pt, j.idx, j.err = j.s.s.Decrypt(j.ct)
+		}
+	})
+	ch := &Changes{}
+	fresh := map[string]string{} // replay entries written by this batch
+	prov := map[*inboundSession]Provenance{}
+	for _, j := range jobs {
+		d, err := m.decryptFinish(ctx, ch, fresh, prov, room, j)
+		if err != nil {
+			var u *UTDError
+			if !errors.As(err, &u) {
+				return nil, nil, err
+			}
+		}
+		out[j.i], errs[j.i] = d, err
+	}
+	if !ch.IsEmpty() {
+		if err := m.store.Save(ctx, ch); err != nil {
+			return nil, nil, fmt.Errorf("e2ee: decrypt: %w", err)
+		}
+	}
+	return out, errs, nil
+}
+
+// decryptPrepare does the checks before any cryptography: algorithm,
+// session lookup by session_id only, and the session's room and owner
+// (B2 rule 2). A job with neither err nor s is a plaintext event to pass on.
+func (m *Machine) decryptPrepare(ctx context.Context, r *roomRecord, i int, ev api.ClientEvent) (*decJob, error) {
+	j := &decJob{i: i, ev: ev}
+	if ev.Type != "m.room.encrypted" {
 		if r.Encrypted && isMessageLike(ev) {
-			return nil, utd(UTDUnencryptedInEncryptedRoom, "", "type "+ev.Type, nil)
+			j.err = utd(UTDUnencryptedInEncryptedRoom, "", "type "+ev.Type, nil)
 		}
-		return &Decrypted{Event: ev, Provenance: Provenance{Trust: TrustPlaintext, SenderUser: ev.Sender}}, nil
+		return j, nil
 	}
 	if len(ev.Content) > maxEventSize {
-		return nil, utd(UTDMalformed, "", "event too large", nil)
+		j.err = utd(UTDMalformed, "", "event too large", nil)
+		return j, nil
 	}
 	var alg struct {
 		Algorithm string `json:"algorithm"`
 	}
 	if err := json.Unmarshal(ev.Content, &alg); err != nil {
-		return nil, utd(UTDMalformed, "", "", err)
+		j.err = utd(UTDMalformed, "", "", err)
+		return j, nil
 	}
 	if alg.Algorithm != crosssign.AlgorithmMegolm {
-		return nil, utd(UTDOlmInRoom, "", "algorithm "+alg.Algorithm, nil)
+		j.err = utd(UTDOlmInRoom, "", "algorithm "+alg.Algorithm, nil)
+		return j, nil
 	}
 	var c struct {
 		SessionID  string `json:"session_id"`
 		Ciphertext string `json:"ciphertext"`
 	}
 	if err := json.Unmarshal(ev.Content, &c); err != nil {
-		return nil, utd(UTDMalformed, "", "", err)
+		j.err = utd(UTDMalformed, "", "", err)
+		return j, nil
 	}
+	j.sid = c.SessionID
 	ct, err := keys.DecodeBase64Lenient(c.Ciphertext)
 	if err != nil || len(ct) > megolm.MaxMessageSize {
-		return nil, utd(UTDMalformed, c.SessionID, "ciphertext", err)
+		j.err = utd(UTDMalformed, c.SessionID, "ciphertext", err)
+		return j, nil
 	}
+	j.ct = ct
 	s, err := m.loadInbound(ctx, c.SessionID)
 	if err != nil {
 		return nil, err
 	}
 	if s == nil {
-		if err := m.requestKey(ctx, room, c.SessionID); err != nil {
+		if err := m.requestKey(ctx, r.RoomID, c.SessionID); err != nil {
 			return nil, err
 		}
 		var w withheldRecord
@@ -691,66 +777,84 @@ func (m *Machine) decrypt(ctx context.Context, room string, ev api.ClientEvent) 
 		} else if ok {
 			e := utd(UTDWithheld, c.SessionID, "reported by "+w.Sender+", unauthenticated", nil)
 			e.Code = w.Code
-			return nil, e
+			j.err = e
+			return j, nil
 		}
-		return nil, utd(UTDNoSession, c.SessionID, "", nil)
+		j.err = utd(UTDNoSession, c.SessionID, "", nil)
+		return j, nil
 	}
-	// Session lookup by session_id only; now bind it (B2 rule 2).
-	if s.RoomID != room {
-		return nil, utd(UTDRoomMismatch, c.SessionID, "the session belongs to another room", nil)
+	if s.RoomID != r.RoomID {
+		j.err = utd(UTDRoomMismatch, c.SessionID, "the session belongs to another room", nil)
+		return j, nil
 	}
 	if s.SenderUser != ev.Sender {
-		return nil, utd(UTDSenderMismatch, c.SessionID, fmt.Sprintf("session owned by %s, event claims %s", s.SenderUser, ev.Sender), nil)
+		j.err = utd(UTDSenderMismatch, c.SessionID, fmt.Sprintf("session owned by %s, event claims %s", s.SenderUser, ev.Sender), nil)
+		return j, nil
 	}
-	pt, idx, err := s.s.Decrypt(ct)
-	if err != nil {
-		if errors.Is(err, megolm.ErrUnknownMessageIndex) {
-			if err := m.requestKey(ctx, room, c.SessionID); err != nil {
+	j.s = s
+	return j, nil
+}
+
+// decryptFinish checks the plaintext and the replay table (B4) and attaches
+// the provenance.
+func (m *Machine) decryptFinish(ctx context.Context, ch *Changes, fresh map[string]string, prov map[*inboundSession]Provenance, room string, j *decJob) (*Decrypted, error) {
+	if j.err != nil {
+		if errors.Is(j.err, megolm.ErrUnknownMessageIndex) {
+			if err := m.requestKey(ctx, room, j.sid); err != nil {
 				return nil, err
 			}
-			return nil, utd(UTDUnknownIndex, c.SessionID, "", err)
+			return nil, utd(UTDUnknownIndex, j.sid, "", j.err)
 		}
-		return nil, utd(UTDBadCiphertext, c.SessionID, "", err)
+		return nil, utd(UTDBadCiphertext, j.sid, "", j.err)
 	}
 	var p struct {
 		Type    string          `json:"type"`
 		Content json.RawMessage `json:"content"`
 		RoomID  string          `json:"room_id"`
 	}
-	if err := json.Unmarshal(pt, &p); err != nil || p.Type == "" {
-		return nil, utd(UTDMalformed, c.SessionID, "plaintext", err)
+	if err := json.Unmarshal(j.pt, &p); err != nil || p.Type == "" {
+		return nil, utd(UTDMalformed, j.sid, "plaintext", err)
 	}
 	if p.RoomID != room {
-		return nil, utd(UTDRoomMismatch, c.SessionID, "the plaintext names another room", nil)
+		return nil, utd(UTDRoomMismatch, j.sid, "the plaintext names another room", nil)
 	}
-	// Replay table (B4): (session, index) -> event.
-	ikey := fmt.Sprintf("%s|%d", c.SessionID, idx)
-	var seen indexRecord
-	if ok, err := m.getJSON(ctx, KindMegolmIndex, ikey, &seen); err != nil {
-		return nil, err
-	} else if ok && seen.EventID != ev.EventID {
-		return nil, utd(UTDReplay, c.SessionID, fmt.Sprintf("index %d was first seen in event %s", idx, seen.EventID), nil)
-	} else if !ok {
-		ch := &Changes{}
-		if err := putJSON(ch, KindMegolmIndex, ikey, indexRecord{EventID: ev.EventID, TS: ev.OriginServerTS}); err != nil {
+	ikey := j.sid + "|" + strconv.FormatUint(uint64(j.idx), 10)
+	first, ok := fresh[ikey]
+	if !ok {
+		var seen indexRecord
+		found, err := m.getJSON(ctx, KindMegolmIndex, ikey, &seen)
+		if err != nil {
 			return nil, err
 		}
-		if err := m.store.Save(ctx, ch); err != nil {
+		if found {
+			first, ok = seen.EventID, true
+		}
+	}
+	if ok && first != j.ev.EventID {
+		return nil, utd(UTDReplay, j.sid, fmt.Sprintf("index %d was first seen in event %s", j.idx, first), nil)
+	}
+	if !ok {
+		fresh[ikey] = j.ev.EventID
+		if err := putJSON(ch, KindMegolmIndex, ikey, indexRecord{EventID: j.ev.EventID, TS: j.ev.OriginServerTS}); err != nil {
 			return nil, err
 		}
 	}
-	prov, err := m.provenance(ctx, s)
-	if err != nil {
-		return nil, err
+	pv, ok := prov[j.s]
+	if !ok {
+		var err error
+		if pv, err = m.provenance(ctx, j.s); err != nil {
+			return nil, err
+		}
+		prov[j.s] = pv
 	}
-	prov.Index = idx
-	if (prov.Trust == TrustUnverifiedDevice || prov.Trust == TrustUnknownDevice) && !m.policy.ShowNonCrossSigned {
-		return nil, utd(UTDInsecureDeviceHidden, c.SessionID, prov.Warning, nil)
+	pv.Index = j.idx
+	if (pv.Trust == TrustUnverifiedDevice || pv.Trust == TrustUnknownDevice) && !m.policy.ShowNonCrossSigned {
+		return nil, utd(UTDInsecureDeviceHidden, j.sid, pv.Warning, nil)
 	}
-	out := ev
+	out := j.ev
 	out.Type = p.Type
 	out.Content = p.Content
-	return &Decrypted{Event: out, Provenance: prov}, nil
+	return &Decrypted{Event: out, Provenance: pv}, nil
 }
 
 func (m *Machine) provenance(ctx context.Context, s *inboundSession) (Provenance, error) {

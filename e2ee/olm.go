@@ -600,11 +600,13 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 		return fmt.Errorf("e2ee: keys/claim response: %w: %v", ErrBadResponse, err)
 	}
 	type job struct {
-		t   olmTarget
-		otk keys.Curve25519PublicKey
-		rnd [64]byte
-		s   *olm.Session
-		err error
+		t       olmTarget
+		entries map[string]json.RawMessage
+		badOTK  bool
+		otk     keys.Curve25519PublicKey
+		rnd     [64]byte
+		s       *olm.Session
+		err     error
 	}
 	var jobs []*job
 	now := m.now()
@@ -625,23 +627,20 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 				continue
 			}
 		}
-		otk, err := m.checkOTK(user, d, cr.OTKs[user][dev])
-		if err != nil {
-			m.noOlm[d.Curve25519] = now
-			if !errors.Is(err, errNoOTK) {
-				res.reject(RejectOTKBadSignature, user, dev, err)
-			}
-			continue
-		}
-		j := &job{t: olmTarget{user, d}, otk: otk}
+		j := &job{t: olmTarget{user, d}, entries: cr.OTKs[user][dev]}
 		if _, err := io.ReadFull(m.rand, j.rnd[:]); err != nil {
 			return err
 		}
 		jobs = append(jobs, j)
 	}
-	// Session creation (3 X25519 each) in parallel (both cores).
+	// Signature checks (one Ed25519 verification) and session creation
+	// (five X25519 operations) in parallel, on every core.
 	parallel(len(jobs), func(i int) {
 		j := jobs[i]
+		if j.otk, j.err = m.checkOTK(j.t.user, j.t.d, j.entries); j.err != nil {
+			j.badOTK = true
+			return
+		}
 		cv, _ := keys.ParseCurve25519PublicKey(j.t.d.Curve25519)
 		j.s, j.err = m.acct.NewOutboundSession(bytes.NewReader(j.rnd[:]), cv, j.otk)
 	})
@@ -650,7 +649,9 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 	for _, j := range jobs {
 		if j.err != nil {
 			m.noOlm[j.t.d.Curve25519] = now
-			res.reject(RejectOTKBadSignature, j.t.user, j.t.d.DeviceID, fmt.Errorf("e2ee: olm session with claimed key: %w", j.err))
+			if !errors.Is(j.err, errNoOTK) {
+				res.reject(RejectOTKBadSignature, j.t.user, j.t.d.DeviceID, fmt.Errorf("e2ee: olm session with claimed key: %w", j.err))
+			}
 			continue
 		}
 		delete(m.noOlm, j.t.d.Curve25519)
