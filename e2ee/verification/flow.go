@@ -158,10 +158,15 @@ func (f *flow) handle(now time.Time, in Incoming, c *content, canon []byte) Resu
 	if f.state == Cancelled {
 		return Result{} // never answer after a cancel: no error loops
 	}
-	if r, expired := f.checkTime(now); expired {
+	if r, ok := f.checkSender(in, c); !ok {
 		return r
 	}
-	if r, ok := f.checkSender(in, c); !ok {
+	if in.Type == TypeCancel && f.state != Done {
+		f.state = Cancelled
+		f.wipe()
+		return Result{Cancelled: &Cancellation{Code: CancelCode(c.Code), Reason: c.Reason}}
+	}
+	if r, expired := f.checkTime(now); expired {
 		return r
 	}
 	if f.state == Done {
@@ -171,10 +176,6 @@ func (f *flow) handle(now time.Time, in Incoming, c *content, canon []byte) Resu
 		return Result{}
 	}
 	switch in.Type {
-	case TypeCancel:
-		f.state = Cancelled
-		f.wipe()
-		return Result{Cancelled: &Cancellation{Code: CancelCode(c.Code), Reason: c.Reason}}
 	case TypeReady:
 		return f.onReady(in, c)
 	case TypeStart:
