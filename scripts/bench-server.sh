@@ -8,6 +8,7 @@
 # Environment:
 #   BENCH_TMP      work directory (default: a new mktemp -d; kept for the logs and JSON)
 #   BENCH_SERVERS  which servers to run, default "myelind dendrite"
+#   BENCH_REV      build myelind from this git revision (e.g. HEAD) instead of the working tree
 #   DENDRITE_BIN   directory that already holds dendrite, generate-config and
 #                  generate-keys (skips `go install`)
 #
@@ -32,9 +33,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "bench-server: building myelind and myelin-bench" >&2
-"$GO" build -o "$TMP/myelind" ./cmd/myelind
-"$GO" build -o "$TMP/myelin-bench" ./cmd/myelin-bench
+if [[ -n "${BENCH_REV:-}" ]]; then
+	# Build the committed state of a revision (not the working tree).
+	echo "bench-server: building myelind and myelin-bench at $BENCH_REV" >&2
+	rm -rf "$TMP/src"
+	mkdir -p "$TMP/src"
+	git archive "$BENCH_REV" | tar -x -C "$TMP/src"
+	(cd "$TMP/src" && "$GO" build -o "$TMP/myelind" ./cmd/myelind && "$GO" build -o "$TMP/myelin-bench" ./cmd/myelin-bench)
+else
+	echo "bench-server: building myelind and myelin-bench from the working tree" >&2
+	"$GO" build -o "$TMP/myelind" ./cmd/myelind
+	"$GO" build -o "$TMP/myelin-bench" ./cmd/myelin-bench
+fi
 
 if [[ " $SERVERS " == *" dendrite "* ]]; then
 	if [[ -n "${DENDRITE_BIN:-}" ]]; then

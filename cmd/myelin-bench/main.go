@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Rooms, "rooms", 50, "rooms: rooms to create")
 	fs.IntVar(&c.RoomMembers, "room-members", 10, "rooms: members per room (creator included)")
 	fs.IntVar(&c.RoomConc, "room-conc", 4, "rooms: rooms created concurrently")
-	fs.DurationVar(&c.ScenarioTimeout, "scenario-timeout", 5*time.Minute, "upper bound on one scenario, setup included")
+	fs.DurationVar(&c.ScenarioTimeout, "scenario-timeout", 10*time.Minute, "upper bound on one scenario, setup included")
 	allowRemote := fs.Bool("allow-remote", false, "allow a non-loopback homeserver")
 	if err := fs.Parse(args); err != nil {
 		return err
