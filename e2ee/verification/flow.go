@@ -32,21 +32,28 @@ type flow struct {
 	pinnedKeys sas.TheirKeys
 
 	// SAS.
-	weStarted  bool
-	startCanon []byte   // canonical JSON of the start content, as sent
-	theirStart *content // a received start waiting for AcceptSAS
-	macMethod  sas.MACMethod
-	acceptMAC  string // the MAC name we echo in accept
-	sasMethods []string
-	commitment string // received in accept (we started)
-	eph        *sas.Ephemeral
-	est        *sas.Established
-	ourKeySent bool
-	confirmed  bool
-	verified   []sas.Key // from their MAC
-	theirDone  bool
+	weStarted   bool
+	startMethod string   // the method of our start
+	startCanon  []byte   // canonical JSON of the start content, as sent
+	theirStart  *content // a received start waiting for AcceptSAS
+	macMethod   sas.MACMethod
+	acceptMAC   string // the MAC name we echo in accept
+	sasMethods  []string
+	commitment  string // received in accept (we started)
+	eph         *sas.Ephemeral
+	est         *sas.Established
+	ourKeySent  bool
+	confirmed   bool
+	verified    []sas.Key // from their MAC
+	theirDone   bool
 
 	outcome *Outcome
+
+	// QR.
+	qr             *sas.QRCode // the code we show
+	qrShownProves  []sas.Key   // what a valid reciprocation proves to us
+	qrReciprocated bool        // a start with our secret arrived
+	qrScanned      []sas.Key   // what the code we scanned proved (we sent reciprocate)
 }
 
 func (f *flow) sasFlow() sas.Flow {
@@ -187,7 +194,13 @@ func (f *flow) handle(now time.Time, in Incoming, c *content, canon []byte) Resu
 	case TypeMAC:
 		return f.onMAC(c)
 	case TypeDone:
-		if f.state == MacReceived {
+		if f.state == Started && f.qrScanned != nil {
+			// The device whose code we scanned confirmed: we are done.
+			f.verified = f.qrScanned
+			return f.finish()
+		}
+		if f.state == MacReceived || (f.state == Started && f.qrReciprocated) {
+			// They finished first; we still wait for our user.
 			f.theirDone = true
 			return Result{}
 		}
@@ -204,7 +217,7 @@ func (f *flow) checkSender(in Incoming, c *content) (Result, bool) {
 	if in.Transport == InRoom && in.Sender == own.User {
 		// Our own echo, or another of our devices answering.
 		from, _ := id.ParseDeviceID(c.FromDevice)
-		if (in.Type == TypeReady || in.Type == TypeStart) && !from.IsZero() && from != own.Device && f.state == Requested {
+		if (in.Type == TypeReady || in.Type == TypeStart) && !from.IsZero() && from != own.Device && f.state == Requested && !f.weRequested {
 			return f.cancelQuietly(CancelAccepted, nil), false
 		}
 		return Result{}, false
@@ -249,7 +262,7 @@ func (f *flow) onReady(in Incoming, c *content) Result {
 		return f.cancel(CancelUserMismatch, fmt.Errorf("verification: ready from a device we did not ask: %w", ErrSenderMismatch))
 	}
 	f.their.Device = from
-	f.methods = commonMethods(c.Methods)
+	f.methods = f.m.corresponding(c.Methods)
 	var r Result
 	if f.ref.Transport == ToDevice {
 		// The others are told the request was accepted elsewhere.
@@ -283,8 +296,9 @@ func (f *flow) onStart(c *content, canon []byte) Result {
 	switch {
 	case f.state == Ready:
 	case f.state == Started && f.weStarted:
-		// Both sent start (spec: start collision).
-		if c.Method != MethodSAS {
+		// Both sent start (spec: start collision). Only two SAS starts can
+		// be resolved.
+		if c.Method != MethodSAS || f.startMethod != MethodSAS {
 			return f.cancel(CancelUnexpectedMessage, fmt.Errorf("verification: start collision with another method: %w", ErrUnexpectedMessage))
 		}
 		own := f.m.cfg.Own
@@ -298,6 +312,9 @@ func (f *flow) onStart(c *content, canon []byte) Result {
 		f.startCanon = nil
 	default:
 		return f.cancel(CancelUnexpectedMessage, fmt.Errorf("verification: start in state %s: %w", f.state, ErrUnexpectedMessage))
+	}
+	if c.Method == MethodReciprocate {
+		return f.onReciprocate(c)
 	}
 	if c.Method != MethodSAS || !slices.Contains(f.methods, MethodSAS) {
 		return f.cancel(CancelUnknownMethod, fmt.Errorf("verification: method %q: %w", c.Method, ErrNoCommonMethod))
@@ -500,7 +517,8 @@ func (f *flow) finish() Result {
 			mk := k
 			o.MasterKey = &mk
 		} else {
-			o.Device = k
+			dk := k
+			o.Device = &dk
 		}
 	}
 	if o.MasterKey == nil && f.their.User != f.m.cfg.Own.User && !f.m.cfg.AllowDeviceOnly {

@@ -33,7 +33,12 @@ func NewMachine(c Config) (*Machine, error) {
 }
 
 // ourMethods are the methods we advertise.
-var ourMethods = []string{MethodSAS}
+func (m *Machine) ourMethods() []string {
+	if m.cfg.QR {
+		return []string{MethodSAS, MethodQRShow, MethodQRScan, MethodReciprocate}
+	}
+	return []string{MethodSAS}
+}
 
 // State returns a flow's state.
 func (m *Machine) State(ref FlowRef) (State, bool) {
@@ -78,7 +83,7 @@ func (m *Machine) RequestToDevice(now time.Time, to id.UserID, devices []id.Devi
 	m.flows[ref] = f
 	out := f.outgoing(TypeRequest, map[string]any{
 		"from_device": m.cfg.Own.Device.String(),
-		"methods":     ourMethods,
+		"methods":     m.ourMethods(),
 		"timestamp":   now.UnixMilli(),
 	})
 	out.ToDevices = slices.Clone(devices)
@@ -97,7 +102,7 @@ func (m *Machine) RequestInRoomContent(room id.RoomID, to id.UserID) Outgoing {
 			"msgtype":     TypeRequest,
 			"body":        m.cfg.Own.User.String() + " is requesting to verify your key, but your client does not support in-chat key verification.",
 			"from_device": m.cfg.Own.Device.String(),
-			"methods":     ourMethods,
+			"methods":     m.ourMethods(),
 			"to":          to.String(),
 		}),
 	}
@@ -173,6 +178,7 @@ func (m *Machine) StartSAS(now time.Time, ref FlowRef) (Result, error) {
 	})
 	f.startCanon = out.Content
 	f.weStarted = true
+	f.startMethod = MethodSAS
 	f.state = Started
 	return f.result(Result{Send: []Outgoing{out}}), nil
 }
@@ -390,7 +396,7 @@ func (m *Machine) handleRequest(now time.Time, ref FlowRef, in Incoming, c *cont
 	}
 	f := m.newFlow(ref, now)
 	f.their = sas.Party{User: in.Sender, Device: from}
-	f.methods = commonMethods(c.Methods)
+	f.methods = m.corresponding(c.Methods)
 	f.promptExpiry = minTime(sent.Add(RequestMaxAge), now.Add(RequestPromptTimeout))
 	m.flows[ref] = f
 	return f.result(Result{Request: &Request{
@@ -414,7 +420,7 @@ func (m *Machine) handleStartWithoutRequest(now time.Time, ref FlowRef, in Incom
 	}
 	f := m.newFlow(ref, now)
 	f.their = sas.Party{User: in.Sender, Device: from}
-	f.methods = slices.Clone(ourMethods)
+	f.methods = []string{MethodSAS}
 	f.state = Ready
 	m.flows[ref] = f
 	if r, ok := f.pin(); !ok {
@@ -423,13 +429,25 @@ func (m *Machine) handleStartWithoutRequest(now time.Time, ref FlowRef, in Incom
 	return f.result(f.handle(now, in, c, canon)), nil
 }
 
-// commonMethods are the methods of theirs that we support, in our order.
-func commonMethods(theirs []string) []string {
+// corresponding are our methods that fit theirs: SAS if both do SAS,
+// showing a QR code if they scan, scanning if they show, and reciprocate
+// with either.
+func (m *Machine) corresponding(theirs []string) []string {
+	ours := m.ourMethods()
+	has := func(l []string, x string) bool { return slices.Contains(l, x) }
 	var out []string
-	for _, m := range ourMethods {
-		if slices.Contains(theirs, m) {
-			out = append(out, m)
-		}
+	if has(ours, MethodSAS) && has(theirs, MethodSAS) {
+		out = append(out, MethodSAS)
+	}
+	qr := false
+	if has(ours, MethodQRShow) && has(theirs, MethodQRScan) && has(theirs, MethodReciprocate) {
+		out, qr = append(out, MethodQRShow), true
+	}
+	if has(ours, MethodQRScan) && has(theirs, MethodQRShow) && has(theirs, MethodReciprocate) {
+		out, qr = append(out, MethodQRScan), true
+	}
+	if qr {
+		out = append(out, MethodReciprocate)
 	}
 	return out
 }

@@ -17,8 +17,10 @@ type Outcome struct {
 	// Own is our user; Their the other user and device.
 	Own   id.UserID
 	Their sas.Party
-	// Device is the other device's Ed25519 key (a device key ID of Their.Device).
-	Device sas.Key
+	// Device is the other device's Ed25519 key (a device key ID of
+	// Their.Device); nil if the device key was not part of the verification
+	// (a QR code that carried only master keys).
+	Device *sas.Key
 	// MasterKey is the other user's master key; nil if it was not part of
 	// the verification (device-only, or a user without cross-signing).
 	MasterKey *sas.Key
@@ -65,6 +67,9 @@ func (o *Outcome) SignOwnDevice(ours *crosssign.SigningKeys, deviceKeysJSON []by
 	}
 	if !o.SelfVerification() {
 		return nil, fmt.Errorf("verification: sign: another user's device, use SignOtherUser: %w", ErrWrongState)
+	}
+	if o.Device == nil {
+		return nil, fmt.Errorf("verification: sign device: the device key was not verified: %w", ErrKeyChanged)
 	}
 	dev, err := crosssign.ParseDeviceKeys(deviceKeysJSON)
 	if err != nil {

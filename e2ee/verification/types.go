@@ -158,6 +158,9 @@ type Options struct {
 	// AllowDeviceOnly accepts verifying another user's device without their
 	// master key (deprecated by the spec; threat model A2 rule 4).
 	AllowDeviceOnly bool
+	// QR advertises QR code verification (m.qr_code.show.v1,
+	// m.qr_code.scan.v1, m.reciprocate.v1) besides SAS.
+	QR bool
 }
 
 // Config configures a Machine.
@@ -251,6 +254,10 @@ type Result struct {
 	Request *Request
 	// SAS is set once, when the keys have been exchanged.
 	SAS *SAS
+	// QRScanned is set when the other device scanned our QR code and
+	// returned its secret: ask our user whether the other device shows
+	// success, then call ConfirmQRScanned (or Cancel).
+	QRScanned bool
 	// Outcome is set once, when the verification succeeded.
 	Outcome *Outcome
 	// Cancelled is set when the flow was cancelled by this step.
