@@ -52,7 +52,7 @@ type party struct {
 // world delivers messages between parties, like a homeserver that passes
 // everything through unless tamper says otherwise.
 type world struct {
-	t       *testing.T
+	t       testing.TB
 	now     time.Time
 	parties []*party
 	room    id.RoomID
@@ -68,7 +68,7 @@ type queued struct {
 	eventID id.EventID
 }
 
-func mustUser(t *testing.T, s string) id.UserID {
+func mustUser(t testing.TB, s string) id.UserID {
 	u, err := id.ParseUserID(s)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,15 @@ func mustUser(t *testing.T, s string) id.UserID {
 	return u
 }
 
-func mustDevice(t *testing.T, s string) id.DeviceID {
+func mustEvent(t testing.TB, s string) id.EventID {
+	e, err := id.ParseEventID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func mustDevice(t testing.TB, s string) id.DeviceID {
 	d, err := id.ParseDeviceID(s)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +92,7 @@ func mustDevice(t *testing.T, s string) id.DeviceID {
 	return d
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	room, err := id.ParseRoomID("!dm:example.org")
 	if err != nil {
 		t.Fatal(err)
@@ -359,7 +367,7 @@ func (s *setup) sasToEnd(starter *party) {
 	}
 }
 
-func wantCancel(t *testing.T, p *party, code CancelCode, byUs bool, cause error) {
+func wantCancel(t testing.TB, p *party, code CancelCode, byUs bool, cause error) {
 	t.Helper()
 	c := p.cancellation()
 	if c == nil {

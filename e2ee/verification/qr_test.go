@@ -10,7 +10,7 @@ import (
 )
 
 // qrSetup: ready flow between shower and scanner with QR enabled.
-func qrPair(t *testing.T, sameUser bool, showerTrustsMSK, scannerTrustsMSK bool) (*world, *party, *party) {
+func qrPair(t testing.TB, sameUser bool, showerTrustsMSK, scannerTrustsMSK bool) (*world, *party, *party) {
 	w := newWorld(t)
 	alice := w.newUser("alice", 1)
 	u2 := alice

@@ -13,7 +13,7 @@ import (
 
 // Negative tests: one per rule. Each would fail if its rule were removed.
 
-func editJSON(t *testing.T, raw []byte, edit func(map[string]any)) []byte {
+func editJSON(t testing.TB, raw []byte, edit func(map[string]any)) []byte {
 	t.Helper()
 	obj, err := canonicaljson.ParseObject(raw)
 	if err != nil {
@@ -28,14 +28,14 @@ func editJSON(t *testing.T, raw []byte, edit func(map[string]any)) []byte {
 }
 
 // pair sets up alice and bob (different users) with the given options.
-func pair(t *testing.T, opts Options) (*world, *party, *party) {
+func pair(t testing.TB, opts Options) (*world, *party, *party) {
 	w := newWorld(t)
 	a := w.newParty(w.newUser("alice", 1), "ALICEDEV", 10, opts)
 	b := w.newParty(w.newUser("bob", 2), "BOBDEV", 11, opts)
 	return w, a, b
 }
 
-func otherKey(t *testing.T, seed byte) keys.Ed25519PublicKey {
+func otherKey(t testing.TB, seed byte) keys.Ed25519PublicKey {
 	sk, err := keys.GenerateEd25519SecretKey(newRand(seed))
 	if err != nil {
 		t.Fatal(err)
