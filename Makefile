@@ -34,3 +34,8 @@ bench: deps
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s).
 fuzz:
 	bash scripts/fuzz.sh $${FUZZTIME:-30s}
+
+## bench-server: myelind vs Dendrite v0.13.8 through cmd/myelin-bench, side by side (slow: not part of test). BENCHFLAGS scales it.
+.PHONY: bench-server
+bench-server:
+	bash scripts/bench-server.sh $(BENCHFLAGS)
