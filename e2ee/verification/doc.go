@@ -1,11 +1,12 @@
 // Package verification runs interactive key verification (the key
-// verification framework and SAS, m.sas.v1) as a pure state machine: no
+// verification framework, SAS m.sas.v1 and QR codes) as a pure state machine: no
 // network, no storage, the clock and randomness passed in. It turns verified
 // MACs into a typed [Outcome] naming exactly the public keys that were proven,
 // and builds the /keys/signatures/upload body from it.
 //
 // Spec: https://spec.matrix.org/v1.16/client-server-api/#key-verification-framework
-// and https://spec.matrix.org/v1.16/client-server-api/#short-authentication-string-sas-verification
+// https://spec.matrix.org/v1.16/client-server-api/#short-authentication-string-sas-verification
+// and https://spec.matrix.org/v1.16/client-server-api/#qr-codes
 //
 // # Use
 //
@@ -16,14 +17,25 @@
 // m.key.verification.request and the m.key.verification.* room events) with
 // the sender as the transport authenticated it; every call returns a [Result]
 // with the messages to send ([Outgoing]), the SAS to show, the [Outcome] or
-// the [Cancellation]. User actions are methods on [Machine]: [Machine.RequestToDevice],
-// [Machine.RequestInRoom], [Machine.Accept] (send ready), [Machine.StartSAS],
-// [Machine.AcceptSAS], [Machine.Confirm], [Machine.Mismatch],
-// [Machine.Cancel]. Call [Machine.Tick] now and then for timeouts.
+// the [Cancellation]. User actions are methods on [Machine]:
+// [Machine.RequestToDevice], [Machine.RequestInRoomContent] then
+// [Machine.RequestSentInRoom], [Machine.Accept] (send ready),
+// [Machine.StartSAS], [Machine.AcceptSAS] (only for a start without
+// request), [Machine.Confirm] and [Machine.Mismatch] (the user compared the
+// SAS), [Machine.Cancel]. With [Options.QR]: [Machine.ShowQR],
+// [Machine.ScanQR], [Machine.ConfirmQRScanned]. Call [Machine.Tick] now and
+// then for timeouts.
 //
-// On success, [Outcome.SignatureUpload] signs the other user's master key with
-// our user-signing key (or, for our own device, its device keys with our
-// self-signing key) and returns the upload body.
+// On success, [Outcome.SignOtherUser] signs the other user's master key with
+// our user-signing key, and [Outcome.SignOwnDevice] signs our other device
+// with our self-signing key; both return the /keys/signatures/upload body and
+// sign only the public key the flow proved.
+//
+// Sender authentication is the caller's: [Incoming.Sender] is the to-device
+// envelope sender or the room event's sender, and [Incoming.SenderDevice] the
+// device only when Olm authenticated it. The machine then ties every
+// message to the user and device the flow is with (from_device of ready and
+// start, SenderDevice when set).
 //
 // # Rules (threat model A2, B11)
 //
@@ -42,6 +54,10 @@
 //   - curve25519-hkdf-sha256, sha256 and hkdf-hmac-sha256.v2 only; the legacy
 //     hkdf-hmac-sha256 MAC only with [Options.AllowLegacyMAC] and only when the
 //     peer offers nothing better. The accepter's commitment is checked.
+//   - QR: the scanner checks both keys in the code against its own pinned
+//     beliefs; the device that showed the code accepts one m.reciprocate.v1
+//     start from the flow's device carrying its secret, and trusts only the
+//     key it encoded, after its user confirms the other screen.
 //   - Flows time out 10 minutes after they began; a received request that is
 //     10 minutes old (or 5 minutes in the future) is ignored, and its prompt
 //     expires 2 minutes after receipt.

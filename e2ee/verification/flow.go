@@ -169,9 +169,26 @@ func (f *flow) handle(now time.Time, in Incoming, c *content, canon []byte) Resu
 		return r
 	}
 	if in.Type == TypeCancel && f.state != Done {
+		var r Result
+		if f.ref.Transport == ToDevice && f.weRequested && f.their.Device.IsZero() {
+			// One of their devices declined our fanned-out request: tell
+			// the others (spec: m.user, or m.accepted when one accepted).
+			var others []id.DeviceID
+			for _, d := range f.fanout {
+				if d != in.SenderDevice {
+					others = append(others, d)
+				}
+			}
+			if len(others) > 0 {
+				out := f.outgoing(TypeCancel, map[string]any{"code": string(CancelUser), "reason": CancelUser.reason()})
+				out.ToDevices = others
+				r.Send = append(r.Send, out)
+			}
+		}
 		f.state = Cancelled
 		f.wipe()
-		return Result{Cancelled: &Cancellation{Code: CancelCode(c.Code), Reason: c.Reason}}
+		r.Cancelled = &Cancellation{Code: CancelCode(c.Code), Reason: c.Reason}
+		return r
 	}
 	if r, expired := f.checkTime(now); expired {
 		return r
@@ -207,7 +224,8 @@ func (f *flow) handle(now time.Time, in Incoming, c *content, canon []byte) Resu
 		// done before their MAC verified proves nothing (B11 rule 2).
 		return f.cancel(CancelUnexpectedMessage, ErrUnexpectedMessage)
 	}
-	return f.cancel(CancelUnknownMethod, fmt.Errorf("verification: event type %q: %w", in.Type, ErrUnexpectedMessage))
+	// An event type we do not know (a later spec version): ignored.
+	return Result{}
 }
 
 // checkSender enforces that the message comes from the user and device the

@@ -612,6 +612,22 @@ func TestAcceptedElsewhere(t *testing.T) {
 			t.Fatalf("alice outcome %+v", o)
 		}
 	})
+	t.Run("to-device fan-out declined on one device", func(t *testing.T) {
+		w := newWorld(t)
+		a := w.newParty(w.newUser("alice", 1), "ALICEDEV", 10, Options{})
+		bob := w.newUser("bob", 2)
+		b1 := w.newParty(bob, "BOBDEV1", 11, Options{})
+		b2 := w.newParty(bob, "BOBDEV2", 12, Options{})
+		r, err := a.m.RequestToDevice(w.now, bob.id, []id.DeviceID{b1.device, b2.device})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.do(r, nil)
+		ref1, _ := b1.lastRequest()
+		b1.do(b1.m.Cancel(w.now, ref1))
+		wantCancel(t, a, CancelUser, false, nil)
+		wantCancel(t, b2, CancelUser, false, nil) // alice told bob's other device
+	})
 	t.Run("in-room other own device", func(t *testing.T) {
 		w := newWorld(t)
 		a := w.newParty(w.newUser("alice", 1), "ALICEDEV", 10, Options{})
