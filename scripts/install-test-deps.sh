@@ -12,3 +12,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# The real-client scenarios (interop/clients): matrix-nio and python-olm.
+bash "$(dirname "$0")/install-client-deps.sh"

@@ -15,5 +15,6 @@
 // https://spec.matrix.org/v1.16/client-server-api/#end-to-end-encryption
 //
 // Install the client dependencies with scripts/install-client-deps.sh. Set
-// MYELIND_BIN to test a prebuilt myelind instead of building one.
+// MYELIND_BIN to test a prebuilt myelind instead of building one, and
+// CLIENTS_DUMP=1 to print the HTTP exchanges of passing tests too.
 package clients

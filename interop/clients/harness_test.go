@@ -138,7 +138,7 @@ func startHomeserver(t *testing.T) *homeserver {
 			<-exited
 		}
 		logf.Close()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CLIENTS_DUMP") != "" {
 			rec.dump(t)
 			if b, err := os.ReadFile(logPath); err == nil {
 				t.Logf("myelind log (last 8 KiB):\n%s", tail(b, 8<<10))
