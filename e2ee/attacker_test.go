@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"math/rand/v2"
-	"myelin/api"
 	"slices"
 
 	"myelin/canonicaljson"
@@ -172,6 +171,6 @@ func (a *attacker) megolmEvent(s *megolm.OutboundSession, room, plainRoom, sende
 
 var _ = bytes.Equal
 
-type apiEvent = api.ClientEvent
+type apiEvent = e2ee.Event
 
 func olmParsePreKey(b []byte) (*olm.PreKeyMessage, error) { return olm.ParsePreKeyMessage(b) }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"myelin/api"
 	"myelin/e2ee"
 	"myelin/e2ee/store/memory"
 )
@@ -151,7 +150,7 @@ func BenchmarkDecryptBacklog(b *testing.B) {
 			c.sync(st)
 			c.flush()
 		}
-		var events []api.ClientEvent
+		var events []e2ee.Event
 		for i := range perSender {
 			for _, c := range cs {
 				events = append(events, c.send(room, fmt.Sprintf("message %d from %s", i, c.user)))

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"myelin/api"
 	"myelin/crypto/crosssign"
 	"myelin/crypto/megolm"
 	"myelin/id"
@@ -599,7 +598,4 @@ func (m *Machine) MarkRoomEncrypted(ctx context.Context, room string) error {
 	return m.store.Save(ctx, ch)
 }
 
-var (
-	_ = api.ClientEvent{}
-	_ = megolm.MaxMessageSize
-)
+var _ = megolm.MaxMessageSize

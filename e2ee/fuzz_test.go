@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"myelin/api"
 	"myelin/e2ee"
 )
 
@@ -48,7 +47,7 @@ func FuzzDecrypt(f *testing.F) {
 		if !json.Valid(content) {
 			return
 		}
-		_, err := a.m.Decrypt(ctx, room, api.ClientEvent{Type: typ, Content: content, Sender: sender, EventID: "$f"})
+		_, err := a.m.Decrypt(ctx, room, e2ee.Event{Type: typ, Content: content, Sender: sender, EventID: "$f"})
 		var u *e2ee.UTDError
 		if err != nil && !errors.As(err, &u) {
 			t.Fatalf("Decrypt: %v", err)

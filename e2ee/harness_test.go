@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"myelin/api"
 	"myelin/crypto/crosssign"
 	"myelin/e2ee"
 	"myelin/e2ee/store/memory"
@@ -355,7 +354,7 @@ func (s *fakeServer) markChangedLocked(user string) { s.markChanged(user) }
 func roomState(room string, members ...string) e2ee.RoomUpdate {
 	ru := e2ee.RoomUpdate{RoomID: room}
 	empty := ""
-	ru.Events = append(ru.Events, api.ClientEvent{Type: "m.room.encryption", StateKey: &empty,
+	ru.Events = append(ru.Events, e2ee.Event{Type: "m.room.encryption", StateKey: &empty,
 		Content: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)})
 	for _, m := range members {
 		ru.Events = append(ru.Events, member(m, "join"))
@@ -363,15 +362,15 @@ func roomState(room string, members ...string) e2ee.RoomUpdate {
 	return ru
 }
 
-func member(user, membership string) api.ClientEvent {
+func member(user, membership string) e2ee.Event {
 	sk := user
-	return api.ClientEvent{Type: "m.room.member", StateKey: &sk, Sender: user,
+	return e2ee.Event{Type: "m.room.member", StateKey: &sk, Sender: user,
 		Content: json.RawMessage(`{"membership":"` + membership + `"}`)}
 }
 
 // send encrypts content in room (driving key sharing through the fake
 // server) and returns the room event as the server would serve it.
-func (c *client) send(room, body string) api.ClientEvent {
+func (c *client) send(room, body string) e2ee.Event {
 	c.t.Helper()
 	content := json.RawMessage(fmt.Sprintf(`{"msgtype":"m.text","body":%q}`, body))
 	for range 5 {
@@ -385,18 +384,18 @@ func (c *client) send(room, body string) api.ClientEvent {
 		}
 		c.flush()
 		c.srv.seq++
-		return api.ClientEvent{Type: "m.room.encrypted", Content: enc, Sender: c.user, RoomID: room,
+		return e2ee.Event{Type: "m.room.encrypted", Content: enc, Sender: c.user, RoomID: room,
 			EventID: fmt.Sprintf("$ev%d", c.srv.seq), OriginServerTS: c.srv.clock().UnixMilli()}
 	}
 	c.t.Fatal("Encrypt never became ready")
-	return api.ClientEvent{}
+	return e2ee.Event{}
 }
 
-func (c *client) decrypt(room string, ev api.ClientEvent) (*e2ee.Decrypted, error) {
+func (c *client) decrypt(room string, ev e2ee.Event) (*e2ee.Decrypted, error) {
 	return c.m.Decrypt(context.Background(), room, ev)
 }
 
-func (c *client) mustDecrypt(room string, ev api.ClientEvent, want string) *e2ee.Decrypted {
+func (c *client) mustDecrypt(room string, ev e2ee.Event, want string) *e2ee.Decrypted {
 	c.t.Helper()
 	d, err := c.decrypt(room, ev)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"myelin/api"
 	"myelin/crypto/crosssign"
 	"myelin/crypto/megolm"
 	"myelin/id"
@@ -620,8 +619,8 @@ func (m *Machine) withheldReceive(ctx context.Context, res *Result, ev ToDeviceE
 // Decrypt decrypts a room event. Plaintext events come back with
 // TrustPlaintext, except message-like events in encrypted rooms, which fail
 // with UTDUnencryptedInEncryptedRoom. Failures are *UTDError.
-func (m *Machine) Decrypt(ctx context.Context, room string, ev api.ClientEvent) (*Decrypted, error) {
-	out, errs, err := m.DecryptBatch(ctx, room, []api.ClientEvent{ev})
+func (m *Machine) Decrypt(ctx context.Context, room string, ev Event) (*Decrypted, error) {
+	out, errs, err := m.DecryptBatch(ctx, room, []Event{ev})
 	if err != nil {
 		return nil, err
 	}
@@ -632,7 +631,7 @@ func (m *Machine) Decrypt(ctx context.Context, room string, ev api.ClientEvent) 
 // It returns one result or *UTDError per event; the final error is for
 // storage failures only. Signature and MAC checks run in parallel across
 // sessions, and the replay table is written in one batch.
-func (m *Machine) DecryptBatch(ctx context.Context, room string, evs []api.ClientEvent) ([]*Decrypted, []error, error) {
+func (m *Machine) DecryptBatch(ctx context.Context, room string, evs []Event) ([]*Decrypted, []error, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out, errs, err := m.decryptBatch(ctx, room, evs)
@@ -642,7 +641,7 @@ func (m *Machine) DecryptBatch(ctx context.Context, room string, evs []api.Clien
 	return out, errs, err
 }
 
-func isMessageLike(ev api.ClientEvent) bool {
+func isMessageLike(ev Event) bool {
 	if ev.StateKey != nil {
 		return false
 	}
@@ -655,7 +654,7 @@ func isMessageLike(ev api.ClientEvent) bool {
 
 type decJob struct {
 	i   int
-	ev  api.ClientEvent
+	ev  Event
 	sid string
 	ct  []byte
 	s   *inboundSession
@@ -664,7 +663,7 @@ type decJob struct {
 	err error
 }
 
-func (m *Machine) decryptBatch(ctx context.Context, room string, evs []api.ClientEvent) ([]*Decrypted, []error, error) {
+func (m *Machine) decryptBatch(ctx context.Context, room string, evs []Event) ([]*Decrypted, []error, error) {
 	out := make([]*Decrypted, len(evs))
 	errs := make([]error, len(evs))
 	r, err := m.loadRoom(ctx, room)
@@ -725,7 +724,7 @@ func (m *Machine) decryptBatch(ctx context.Context, room string, evs []api.Clien
 // decryptPrepare does the checks before any cryptography: algorithm,
 // session lookup by session_id only, and the session's room and owner
 // (B2 rule 2). A job with neither err nor s is a plaintext event to pass on.
-func (m *Machine) decryptPrepare(ctx context.Context, r *roomRecord, i int, ev api.ClientEvent) (*decJob, error) {
+func (m *Machine) decryptPrepare(ctx context.Context, r *roomRecord, i int, ev Event) (*decJob, error) {
 	j := &decJob{i: i, ev: ev}
 	if ev.Type != "m.room.encrypted" {
 		if r.Encrypted && isMessageLike(ev) {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"myelin/api"
 	"myelin/crypto/crosssign"
 	"myelin/crypto/megolm"
 	"myelin/e2ee"
@@ -16,7 +15,7 @@ import (
 
 var ctx = context.Background()
 
-func sessionOf(t testing.TB, ev api.ClientEvent) string {
+func sessionOf(t testing.TB, ev e2ee.Event) string {
 	var c struct {
 		SessionID string `json:"session_id"`
 	}
@@ -94,7 +93,7 @@ func TestA4KeyEventsOnlyOverOlm(t *testing.T) {
 func TestA4OlmInRoomIsUTD(t *testing.T) {
 	_, a, _, room := setup(t)
 	c := json.RawMessage(`{"algorithm":"m.olm.v1.curve25519-aes-sha2","sender_key":"x","ciphertext":{}}`)
-	_, err := a.decrypt(room, api.ClientEvent{Type: "m.room.encrypted", Sender: "@bob:hs", EventID: "$o", Content: c})
+	_, err := a.decrypt(room, e2ee.Event{Type: "m.room.encrypted", Sender: "@bob:hs", EventID: "$o", Content: c})
 	wantUTD(t, err, e2ee.UTDOlmInRoom)
 }
 
@@ -208,7 +207,7 @@ func TestA1RotateOnLeaveAndDeviceRemoval(t *testing.T) {
 	b.sync()
 	b.mustDecrypt(room, e1, "before")
 	// Bob leaves.
-	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{member(b.user, "leave")}})
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{member(b.user, "leave")}})
 	mark := len(s.sent)
 	e2 := a.send(room, "after")
 	if sessionOf(t, e1) == sessionOf(t, e2) {
@@ -587,7 +586,7 @@ func TestB2MegolmSenderAndRoomBinding(t *testing.T) {
 	wantUTD(t, err, e2ee.UTDRoomMismatch)
 	// A member's genuine session used for a plaintext naming another room.
 	claire := s.newAttacker("@claire:hs", "CLAIRE1", true)
-	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{member(claire.user, "join")}})
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{member(claire.user, "join")}})
 	a.flush()
 	ms := claire.megolmSession()
 	s.deliver(a, claire.olmTo(a, claire.user, claire.plaintext(a, "m.room_key", roomKeyContent(room, ms))))
@@ -708,11 +707,11 @@ func TestB5SessionMerging(t *testing.T) {
 	claire := s.newAttacker("@claire:hs", "CLAIRE1", true)
 	own := s.newAttacker(a.user, "ALICE_X", true)
 	dave := s.newAttacker("@dave:hs", "DAVE1", true)
-	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{member(claire.user, "join"), member(dave.user, "join")}})
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{member(claire.user, "join"), member(dave.user, "join")}})
 	a.flush()
 	ms := claire.megolmSession()
 	in0, _ := megolm.NewInboundSession(ms.SessionKey())
-	early := make([]api.ClientEvent, 5)
+	early := make([]e2ee.Event, 5)
 	for i := range early {
 		early[i] = claire.megolmEvent(ms, room, room, claire.user, "$early"+string(rune('0'+i)), "early")
 	}
@@ -879,7 +878,7 @@ func TestB10KeyReusedAcrossDevices(t *testing.T) {
 	raw, _ := json.Marshal(dk)
 	signed, _ := s.identity(eve.user).SignDevice(raw)
 	s.devices[eve.user]["EVE1"] = signed
-	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{member(eve.user, "join")}})
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{member(eve.user, "join")}})
 	a.flush()
 	if !a.hasAlert(e2ee.AlertKeyReused) || !a.hasRejection(e2ee.RejectKeyReused) {
 		t.Fatalf("key reuse not detected: %+v %+v", a.alerts, a.rejected)
@@ -919,7 +918,7 @@ func TestB13EncryptionNeverDowngraded(t *testing.T) {
 	for _, content := range []string{`{}`, `{"algorithm":"m.plaintext"}`, `{"algorithm":"m.megolm.v2"}`} {
 		_, a, _, room := setup(t)
 		empty := ""
-		a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{{Type: "m.room.encryption", StateKey: &empty, Content: json.RawMessage(content)}}})
+		a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{{Type: "m.room.encryption", StateKey: &empty, Content: json.RawMessage(content)}}})
 		_, err := a.m.Encrypt(ctx, room, "m.room.message", json.RawMessage(`{}`))
 		if !errors.Is(err, e2ee.ErrEncryptionStateLost) {
 			t.Fatalf("%s: Encrypt = %v", content, err)
@@ -944,7 +943,7 @@ func TestB13EncryptionNeverDowngraded(t *testing.T) {
 func TestB13RotationClamped(t *testing.T) {
 	s, a, b, room := setup(t)
 	empty := ""
-	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{{Type: "m.room.encryption", StateKey: &empty,
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{{Type: "m.room.encryption", StateKey: &empty,
 		Content: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2","rotation_period_msgs":1000000,"rotation_period_ms":999999999999}`)}}})
 	first := sessionOf(t, a.send(room, "0"))
 	for i := 1; i < e2ee.MaxRotationMessages; i++ {
@@ -961,7 +960,7 @@ func TestB13RotationClamped(t *testing.T) {
 		t.Fatal("not rotated after a week")
 	}
 	// Too small a period is raised to an hour.
-	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []api.ClientEvent{{Type: "m.room.encryption", StateKey: &empty,
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{{Type: "m.room.encryption", StateKey: &empty,
 		Content: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2","rotation_period_ms":1}`)}}})
 	x := sessionOf(t, a.send(room, "a"))
 	s.advance(time.Minute)
@@ -973,11 +972,11 @@ func TestB13RotationClamped(t *testing.T) {
 
 func TestB13PlaintextInEncryptedRoomFlagged(t *testing.T) {
 	_, a, b, room := setup(t)
-	ev := api.ClientEvent{Type: "m.room.message", Sender: b.user, EventID: "$p", Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`)}
+	ev := e2ee.Event{Type: "m.room.message", Sender: b.user, EventID: "$p", Content: json.RawMessage(`{"msgtype":"m.text","body":"hi"}`)}
 	_, err := a.decrypt(room, ev)
 	wantUTD(t, err, e2ee.UTDUnencryptedInEncryptedRoom)
 	sk := ""
-	state := api.ClientEvent{Type: "m.room.name", StateKey: &sk, Sender: b.user, Content: json.RawMessage(`{"name":"n"}`)}
+	state := e2ee.Event{Type: "m.room.name", StateKey: &sk, Sender: b.user, Content: json.RawMessage(`{"name":"n"}`)}
 	if d, err := a.decrypt(room, state); err != nil || d.Provenance.Trust != e2ee.TrustPlaintext {
 		t.Fatalf("state event: %v", err)
 	}

@@ -3,8 +3,6 @@ package e2ee
 import (
 	"encoding/json"
 	"time"
-
-	"myelin/api"
 )
 
 // TrustPolicy decides whom room keys go to and whose messages are shown.
@@ -43,11 +41,27 @@ type ToDeviceEvent struct {
 	Content json.RawMessage `json:"content"`
 }
 
+// Event is a room event in the client-server format
+// (https://spec.matrix.org/v1.16/client-server-api/#room-event-format). It
+// mirrors Event field for field; e2ee does not import api because
+// api pulls in net/http.
+type Event struct {
+	Content        json.RawMessage `json:"content"`
+	EventID        string          `json:"event_id"`
+	OriginServerTS int64           `json:"origin_server_ts"`
+	RoomID         string          `json:"room_id,omitempty"`
+	Sender         string          `json:"sender"`
+	StateKey       *string         `json:"state_key,omitempty"`
+	Type           string          `json:"type"`
+	Redacts        string          `json:"redacts,omitempty"`
+	Unsigned       map[string]any  `json:"unsigned,omitempty"`
+}
+
 // RoomUpdate carries the state changes of one room in a sync: m.room.member
 // and m.room.encryption events (from state and timeline), in order.
 type RoomUpdate struct {
 	RoomID string
-	Events []api.ClientEvent
+	Events []Event
 }
 
 // SyncInput is what the machine needs from one /sync response.
@@ -165,6 +179,6 @@ type Provenance struct {
 // Decrypted is a room event after decryption: Event has the plaintext type
 // and content.
 type Decrypted struct {
-	Event      api.ClientEvent
+	Event      Event
 	Provenance Provenance
 }
