@@ -3,6 +3,7 @@ package verification
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"myelin/crypto/crosssign"
 	"myelin/crypto/sas"
@@ -154,5 +155,47 @@ func TestSignRefusals(t *testing.T) {
 	bob := w.newUser("bob", 2)
 	if _, err := o.SignOwnDevice(bob.cs, a2.deviceKeysJSON(t)); !errors.Is(err, crosssign.ErrNoSecretKey) {
 		t.Fatalf("foreign signing keys: %v", err)
+	}
+}
+
+// Rule: an in-room request addressed to someone else, or our own request
+// echoed back, starts nothing.
+func TestInRoomRequestNotForUs(t *testing.T) {
+	w, a, b := pair(t, Options{})
+	carol := mustUser(t, "@carol:example.org")
+	out := a.m.RequestInRoomContent(w.room, carol)
+	ev := mustEvent(t, "$req:example.org")
+	if _, err := b.m.Handle(w.now, Incoming{Transport: InRoom, Type: TypeRoomMessage, Sender: a.u.id, Room: w.room, EventID: ev, OriginServerTS: w.now, Content: out.Content}); !errors.Is(err, ErrIgnored) {
+		t.Fatalf("request for carol: %v", err)
+	}
+	if _, err := a.m.Handle(w.now, Incoming{Transport: InRoom, Type: TypeRoomMessage, Sender: a.u.id, Room: w.room, EventID: ev, OriginServerTS: w.now, Content: out.Content}); !errors.Is(err, ErrIgnored) {
+		t.Fatalf("own echo: %v", err)
+	}
+}
+
+// Finished flows are forgotten once their time is up; late messages for
+// them are then unknown.
+func TestTickForgetsFinishedFlows(t *testing.T) {
+	w, a, b := pair(t, Options{})
+	s := request(w, a, b, ToDevice)
+	s.sasToEnd(b)
+	if a.outcome() == nil {
+		t.Fatal("no outcome")
+	}
+	a.m.Tick(w.now.Add(FlowTimeout + time.Second))
+	if _, ok := a.m.State(s.reqRef); ok {
+		t.Fatal("finished flow kept")
+	}
+}
+
+func BenchmarkSASFlow(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		w, a, c := pair(b, Options{})
+		s := request(w, a, c, ToDevice)
+		s.sasToEnd(c)
+		if a.outcome() == nil {
+			b.Fatal("no outcome")
+		}
 	}
 }
