@@ -23,3 +23,18 @@ func TestHappyPath(t *testing.T) {
 		t.Fatalf("rejections: %+v %+v", a.rejected, b.rejected)
 	}
 }
+
+func TestSendEncryptedToDevice(t *testing.T) {
+	_, a, b, _ := setup(t)
+	if err := a.m.SendEncryptedToDevice(ctx, b.user, "BOB1", "m.key.verification.request", []byte(`{"x":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	a.flush()
+	b.sync()
+	if len(b.toDevice) != 1 || b.toDevice[0].Type != "m.key.verification.request" || b.toDevice[0].SenderDevice != "ALICE1" {
+		t.Fatalf("got %+v", b.toDevice)
+	}
+	if err := a.m.SendEncryptedToDevice(ctx, b.user, "NOPE", "x", []byte(`{}`)); err == nil {
+		t.Fatal("sent to an unknown device")
+	}
+}

@@ -725,3 +725,55 @@ func (m *Machine) checkOTK(user string, d *deviceRecord, entries map[string]json
 	}
 	return keys.ParseCurve25519PublicKey(k.Key)
 }
+
+// SendEncryptedToDevice queues an Olm-encrypted to-device event for one
+// known device (verification messages, m.secret.send for issue 6). If no
+// Olm session exists yet, a one-time key is claimed first and the event is
+// sent once the claim is acknowledged (held in memory only until then).
+// The device must be in the user's validated device list and not
+// distrusted; whether it is trusted enough for the content is the
+// caller's decision.
+func (m *Machine) SendEncryptedToDevice(ctx context.Context, user, device, evType string, content json.RawMessage) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, err := m.loadUser(ctx, user)
+	if err != nil {
+		return err
+	}
+	d := u.Devices[device]
+	if !d.usable() {
+		return fmt.Errorf("e2ee: send to %s/%s: device unknown or distrusted", user, device)
+	}
+	t := olmTarget{user, d}
+	ch := &Changes{}
+	ss, err := m.loadOlm(ctx, d.Curve25519)
+	if err != nil {
+		return err
+	}
+	if len(ss) == 0 {
+		m.pendOlm[d.Curve25519] = append(m.pendOlm[d.Curve25519], olmSend{user: user, device: device, evType: evType, content: content})
+		if err := m.queueClaim(ctx, ch, []olmTarget{t}, false); err != nil {
+			m.abort(ctx)
+			return err
+		}
+	} else {
+		out, err := m.olmEncryptMany(ctx, ch, []olmTarget{t}, evType, [][]byte{content})
+		if err != nil {
+			m.abort(ctx)
+			return err
+		}
+		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody([]olmTarget{t}, out), nil); err != nil {
+			m.abort(ctx)
+			return err
+		}
+	}
+	if err := m.putAccount(ch); err != nil {
+		m.abort(ctx)
+		return err
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		m.abort(ctx)
+		return fmt.Errorf("e2ee: send to device: %w", err)
+	}
+	return nil
+}
