@@ -54,7 +54,7 @@ func loginTx(t *Tx, d storage.Device, tokenHash []byte) error {
 func (s *Store) User(ctx context.Context, userID string) (storage.User, error) {
 	u := storage.User{UserID: userID}
 	var deact int
-	err := s.r.QueryRowContext(ctx, `SELECT password_hash, displayname, avatar_url, deactivated, created_ts FROM users WHERE user_id=?`, userID).
+	err := s.rq.QueryRowContext(ctx, `SELECT password_hash, displayname, avatar_url, deactivated, created_ts FROM users WHERE user_id=?`, userID).
 		Scan(&u.PasswordHash, &u.DisplayName, &u.AvatarURL, &deact, &u.CreatedTS)
 	u.Deactivated = deact != 0
 	return u, notFound(err)
@@ -109,7 +109,7 @@ func (s *Store) Login(ctx context.Context, dev storage.Device, tokenHash []byte)
 // SessionByToken implements storage.Accounts.
 func (s *Store) SessionByToken(ctx context.Context, tokenHash []byte) (storage.Session, error) {
 	var ss storage.Session
-	err := s.r.QueryRowContext(ctx, `SELECT user_id, device_id FROM access_tokens WHERE token_hash=?`, tokenHash).Scan(&ss.UserID, &ss.DeviceID)
+	err := s.rq.QueryRowContext(ctx, `SELECT user_id, device_id FROM access_tokens WHERE token_hash=?`, tokenHash).Scan(&ss.UserID, &ss.DeviceID)
 	return ss, notFound(err)
 }
 
@@ -123,7 +123,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (storage.Device, error) {
 
 // Devices implements storage.Accounts.
 func (s *Store) Devices(ctx context.Context, userID string) ([]storage.Device, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE user_id=? ORDER BY device_id`, userID)
+	rows, err := s.rq.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE user_id=? ORDER BY device_id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: devices: %w", err)
 	}
@@ -141,7 +141,7 @@ func (s *Store) Devices(ctx context.Context, userID string) ([]storage.Device, e
 
 // Device implements storage.Accounts.
 func (s *Store) Device(ctx context.Context, userID, deviceID string) (storage.Device, error) {
-	d, err := scanDevice(s.r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE user_id=? AND device_id=?`, userID, deviceID))
+	d, err := scanDevice(s.rq.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE user_id=? AND device_id=?`, userID, deviceID))
 	return d, notFound(err)
 }
 
@@ -226,7 +226,7 @@ func (s *Store) PutAccountData(ctx context.Context, userID, roomID, typ string, 
 // AccountData implements storage.AccountData.
 func (s *Store) AccountData(ctx context.Context, userID, roomID, typ string) (json.RawMessage, error) {
 	var c string
-	err := s.r.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id=? AND room_id=? AND type=?`, userID, roomID, typ).Scan(&c)
+	err := s.rq.QueryRowContext(ctx, `SELECT content FROM account_data WHERE user_id=? AND room_id=? AND type=?`, userID, roomID, typ).Scan(&c)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -235,7 +235,7 @@ func (s *Store) AccountData(ctx context.Context, userID, roomID, typ string) (js
 
 // AccountDataRange implements storage.AccountData.
 func (s *Store) AccountDataRange(ctx context.Context, userID string, from, to int64) ([]storage.AccountDataItem, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
+	rows, err := s.rq.QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
 		WHERE user_id=? AND stream_pos>? AND stream_pos<=? ORDER BY stream_pos`, userID, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: account data range: %w", err)
@@ -274,7 +274,7 @@ func (s *Store) Filter(ctx context.Context, userID, filterID string) (json.RawMe
 		return nil, storage.ErrNotFound
 	}
 	var f string
-	if err := s.r.QueryRowContext(ctx, `SELECT filter FROM filters WHERE user_id=? AND filter_id=?`, userID, id).Scan(&f); err != nil {
+	if err := s.rq.QueryRowContext(ctx, `SELECT filter FROM filters WHERE user_id=? AND filter_id=?`, userID, id).Scan(&f); err != nil {
 		return nil, notFound(err)
 	}
 	return json.RawMessage(f), nil
@@ -284,7 +284,7 @@ func (s *Store) Filter(ctx context.Context, userID, filterID string) (json.RawMe
 func (s *Store) Txn(ctx context.Context, k storage.TxnKey) (storage.TxnResult, error) {
 	var r storage.TxnResult
 	var body string
-	err := s.r.QueryRowContext(ctx, `SELECT status, body FROM txns WHERE user_id=? AND device_id=? AND path=?`, k.UserID, k.DeviceID, k.Path).Scan(&r.Status, &body)
+	err := s.rq.QueryRowContext(ctx, `SELECT status, body FROM txns WHERE user_id=? AND device_id=? AND path=?`, k.UserID, k.DeviceID, k.Path).Scan(&r.Status, &body)
 	if err != nil {
 		return r, notFound(err)
 	}

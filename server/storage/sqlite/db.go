@@ -42,15 +42,18 @@ type Options struct {
 
 // Store is the SQLite implementation of storage.Store.
 type Store struct {
-	w       *sql.DB // exactly one connection, used only by the writer goroutine
-	r       *sql.DB // readers
-	log     *slog.Logger
-	notify  func(int64, []string, bool)
-	reqs    chan *writeReq
-	done    chan struct{}
-	closing sync.Once
-	pos     atomic.Int64 // last committed stream position
-	next    int64        // next position to hand out; writer goroutine only
+	w        *sql.DB // exactly one connection, used only by the writer goroutine
+	r        *sql.DB // readers
+	rq       *readDB // readers through the prepared-statement cache
+	wstmts   map[string]*sql.Stmt
+	wpending map[string]struct{}
+	log      *slog.Logger
+	notify   func(int64, []string, bool)
+	reqs     chan *writeReq
+	done     chan struct{}
+	closing  sync.Once
+	pos      atomic.Int64 // last committed stream position
+	next     int64        // next position to hand out; writer goroutine only
 
 	hookMu            sync.RWMutex
 	deviceDeleteHooks []func(tx *Tx, userID string, deviceIDs []string) error
@@ -75,13 +78,28 @@ type Tx struct {
 }
 
 // Exec runs a statement in the transaction.
-func (t *Tx) Exec(q string, args ...any) (sql.Result, error) { return t.tx.Exec(q, args...) }
+func (t *Tx) Exec(q string, args ...any) (sql.Result, error) {
+	if st := t.s.writerStmt(q); st != nil {
+		return t.tx.Stmt(st).Exec(args...)
+	}
+	return t.tx.Exec(q, args...)
+}
 
 // Query runs a query in the transaction.
-func (t *Tx) Query(q string, args ...any) (*sql.Rows, error) { return t.tx.Query(q, args...) }
+func (t *Tx) Query(q string, args ...any) (*sql.Rows, error) {
+	if st := t.s.writerStmt(q); st != nil {
+		return t.tx.Stmt(st).Query(args...)
+	}
+	return t.tx.Query(q, args...)
+}
 
 // QueryRow runs a single-row query in the transaction.
-func (t *Tx) QueryRow(q string, args ...any) *sql.Row { return t.tx.QueryRow(q, args...) }
+func (t *Tx) QueryRow(q string, args ...any) *sql.Row {
+	if st := t.s.writerStmt(q); st != nil {
+		return t.tx.Stmt(st).QueryRow(args...)
+	}
+	return t.tx.QueryRow(q, args...)
+}
 
 // NextPos allocates the next stream position. Positions of a failed callback
 // are not reused; gaps are harmless.
@@ -147,7 +165,7 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	r.SetMaxOpenConns(o.Readers)
 	r.SetMaxIdleConns(o.Readers)
-	s := &Store{w: w, r: r, log: o.Logger, notify: o.Notify, reqs: make(chan *writeReq, 1024), done: make(chan struct{})}
+	s := &Store{w: w, r: r, rq: &readDB{DB: r}, wstmts: map[string]*sql.Stmt{}, wpending: map[string]struct{}{}, log: o.Logger, notify: o.Notify, reqs: make(chan *writeReq, 1024), done: make(chan struct{})}
 	var pos int64
 	var v string
 	switch err := w.QueryRow(`SELECT value FROM meta WHERE key='stream_pos'`).Scan(&v); {
@@ -168,7 +186,10 @@ func Open(path string, o Options) (*Store, error) {
 func (s *Store) Close() error {
 	s.closing.Do(func() { close(s.reqs) })
 	<-s.done
-	return errors.Join(s.r.Close(), s.w.Close())
+	for _, st := range s.wstmts {
+		st.Close()
+	}
+	return errors.Join(s.rq.Close(), s.w.Close())
 }
 
 // Pos returns the last committed stream position.
@@ -221,6 +242,7 @@ func (s *Store) writer() {
 			}
 		}
 		s.commitBatch(batch)
+		s.prepareWriterStmts()
 	}
 }
 

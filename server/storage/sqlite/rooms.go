@@ -49,11 +49,11 @@ func queryEvents(ctx context.Context, q querier, query string, args ...any) ([]*
 	return out, rows.Err()
 }
 
-// txQuerier adapts *sql.Tx to querier.
-type txQuerier struct{ tx *sql.Tx }
+// txQuerier adapts *Tx to querier.
+type txQuerier struct{ t *Tx }
 
-func (q txQuerier) QueryContext(ctx context.Context, s string, args ...any) (*sql.Rows, error) {
-	return q.tx.QueryContext(ctx, s, args...)
+func (q txQuerier) QueryContext(_ context.Context, s string, args ...any) (*sql.Rows, error) {
+	return q.t.Query(s, args...)
 }
 
 type roomWriter struct {
@@ -80,7 +80,7 @@ func (w *roomWriter) CreateRoom(r storage.Room) error {
 const currentStateQuery = `SELECT ` + eventCols + ` FROM events WHERE event_id IN (SELECT event_id FROM room_state WHERE room_id=?)`
 
 func (w *roomWriter) State(typ, stateKey string) (*storage.Event, error) {
-	evs, err := queryEvents(context.Background(), txQuerier{w.t.tx}, `SELECT `+eventCols+` FROM events WHERE event_id=(SELECT event_id FROM room_state WHERE room_id=? AND type=? AND state_key=?)`, w.roomID, typ, stateKey)
+	evs, err := queryEvents(context.Background(), txQuerier{w.t}, `SELECT `+eventCols+` FROM events WHERE event_id=(SELECT event_id FROM room_state WHERE room_id=? AND type=? AND state_key=?)`, w.roomID, typ, stateKey)
 	if err != nil || len(evs) == 0 {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (w *roomWriter) State(typ, stateKey string) (*storage.Event, error) {
 }
 
 func (w *roomWriter) AllState() ([]*storage.Event, error) {
-	return queryEvents(context.Background(), txQuerier{w.t.tx}, currentStateQuery, w.roomID)
+	return queryEvents(context.Background(), txQuerier{w.t}, currentStateQuery, w.roomID)
 }
 
 func (w *roomWriter) LastEvent() (*storage.Event, int64, error) {
@@ -171,39 +171,39 @@ func (s *Store) WriteRoom(ctx context.Context, roomID string, fn func(w storage.
 func (s *Store) Room(ctx context.Context, roomID string) (storage.Room, error) {
 	r := storage.Room{RoomID: roomID}
 	var pub int
-	err := s.r.QueryRowContext(ctx, `SELECT version, creator, published FROM rooms WHERE room_id=?`, roomID).Scan(&r.Version, &r.Creator, &pub)
+	err := s.rq.QueryRowContext(ctx, `SELECT version, creator, published FROM rooms WHERE room_id=?`, roomID).Scan(&r.Version, &r.Creator, &pub)
 	r.Published = pub != 0
 	return r, notFound(err)
 }
 
 // Event implements storage.Rooms.
 func (s *Store) Event(ctx context.Context, eventID string) (*storage.Event, error) {
-	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id=?`, eventID))
+	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id=?`, eventID))
 	return e, notFound(err)
 }
 
 // StateEvent implements storage.Rooms.
 func (s *Store) StateEvent(ctx context.Context, roomID, typ, stateKey string) (*storage.Event, error) {
-	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id=(SELECT event_id FROM room_state WHERE room_id=? AND type=? AND state_key=?)`, roomID, typ, stateKey))
+	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE event_id=(SELECT event_id FROM room_state WHERE room_id=? AND type=? AND state_key=?)`, roomID, typ, stateKey))
 	return e, notFound(err)
 }
 
 // CurrentState implements storage.Rooms.
 func (s *Store) CurrentState(ctx context.Context, roomID string) ([]*storage.Event, error) {
-	return queryEvents(ctx, s.r, currentStateQuery+` ORDER BY stream_pos`, roomID)
+	return queryEvents(ctx, s.rq, currentStateQuery+` ORDER BY stream_pos`, roomID)
 }
 
 // StateAt implements storage.Rooms. With a linear DAG the state after position
 // pos is, per (type, state_key), the latest state event at or before pos.
 func (s *Store) StateAt(ctx context.Context, roomID string, pos int64) ([]*storage.Event, error) {
-	return queryEvents(ctx, s.r, `SELECT `+eventCols+` FROM events WHERE stream_pos IN (
+	return queryEvents(ctx, s.rq, `SELECT `+eventCols+` FROM events WHERE stream_pos IN (
 		SELECT MAX(stream_pos) FROM events WHERE room_id=? AND state_key IS NOT NULL AND stream_pos<=? GROUP BY type, state_key)
 		ORDER BY stream_pos`, roomID, pos)
 }
 
 // StateEventAt implements storage.Rooms.
 func (s *Store) StateEventAt(ctx context.Context, roomID, typ, stateKey string, pos int64) (*storage.Event, error) {
-	e, err := scanEvent(s.r.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE room_id=? AND type=? AND state_key=? AND stream_pos<=?
+	e, err := scanEvent(s.rq.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE room_id=? AND type=? AND state_key=? AND stream_pos<=?
 		ORDER BY stream_pos DESC LIMIT 1`, roomID, typ, stateKey, pos))
 	return e, notFound(err)
 }
@@ -214,7 +214,7 @@ func (s *Store) Events(ctx context.Context, roomID string, from, to int64, limit
 	if backward {
 		order = "DESC"
 	}
-	evs, err := queryEvents(ctx, s.r, `SELECT `+eventCols+` FROM events WHERE room_id=? AND stream_pos>? AND stream_pos<=?
+	evs, err := queryEvents(ctx, s.rq, `SELECT `+eventCols+` FROM events WHERE room_id=? AND stream_pos>? AND stream_pos<=?
 		ORDER BY stream_pos `+order+` LIMIT ?`, roomID, from, to, limit)
 	if err != nil {
 		return nil, err
@@ -229,13 +229,13 @@ func (s *Store) Events(ctx context.Context, roomID string, from, to int64, limit
 
 // StateEventsRange implements storage.Rooms.
 func (s *Store) StateEventsRange(ctx context.Context, roomID string, from, to int64) ([]*storage.Event, error) {
-	return queryEvents(ctx, s.r, `SELECT `+eventCols+` FROM events WHERE room_id=? AND state_key IS NOT NULL AND stream_pos>? AND stream_pos<=?
+	return queryEvents(ctx, s.rq, `SELECT `+eventCols+` FROM events WHERE room_id=? AND state_key IS NOT NULL AND stream_pos>? AND stream_pos<=?
 		ORDER BY stream_pos`, roomID, from, to)
 }
 
 // UserMemberships implements storage.Rooms.
 func (s *Store) UserMemberships(ctx context.Context, userID string) ([]storage.MembershipRow, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT rs.room_id, rs.membership, rs.event_id, rs.stream_pos, f.user_id IS NOT NULL
+	rows, err := s.rq.QueryContext(ctx, `SELECT rs.room_id, rs.membership, rs.event_id, rs.stream_pos, f.user_id IS NOT NULL
 		FROM room_state rs LEFT JOIN forgotten f ON f.room_id=rs.room_id AND f.user_id=rs.state_key
 		WHERE rs.state_key=? AND rs.type='m.room.member'`, userID)
 	if err != nil {
@@ -255,12 +255,12 @@ func (s *Store) UserMemberships(ctx context.Context, userID string) ([]storage.M
 
 // MembershipEvents implements storage.Rooms.
 func (s *Store) MembershipEvents(ctx context.Context, roomID, userID string) ([]*storage.Event, error) {
-	return queryEvents(ctx, s.r, `SELECT `+eventCols+` FROM events WHERE room_id=? AND type='m.room.member' AND state_key=? ORDER BY stream_pos`, roomID, userID)
+	return queryEvents(ctx, s.rq, `SELECT `+eventCols+` FROM events WHERE room_id=? AND type='m.room.member' AND state_key=? ORDER BY stream_pos`, roomID, userID)
 }
 
 // VisibilityEvents implements storage.Rooms.
 func (s *Store) VisibilityEvents(ctx context.Context, roomID string) ([]*storage.Event, error) {
-	return queryEvents(ctx, s.r, `SELECT `+eventCols+` FROM events WHERE room_id=? AND type='m.room.history_visibility' AND state_key='' ORDER BY stream_pos`, roomID)
+	return queryEvents(ctx, s.rq, `SELECT `+eventCols+` FROM events WHERE room_id=? AND type='m.room.history_visibility' AND state_key='' ORDER BY stream_pos`, roomID)
 }
 
 // RoomsWithEvents implements storage.Rooms.
@@ -274,7 +274,7 @@ func (s *Store) RoomsWithEvents(ctx context.Context, roomIDs []string, from, to 
 		for _, r := range chunk {
 			args = append(args, r)
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT room_id FROM events WHERE stream_pos>? AND stream_pos<=? AND room_id IN (`+
+		rows, err := s.rq.QueryContext(ctx, `SELECT DISTINCT room_id FROM events WHERE stream_pos>? AND stream_pos<=? AND room_id IN (`+
 			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: rooms with events: %w", err)
@@ -302,7 +302,7 @@ func (s *Store) Forget(ctx context.Context, roomID, userID string) error {
 
 // UsersSharingRooms implements storage.Rooms.
 func (s *Store) UsersSharingRooms(ctx context.Context, userID string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT o.state_key FROM room_state me JOIN room_state o
+	rows, err := s.rq.QueryContext(ctx, `SELECT DISTINCT o.state_key FROM room_state me JOIN room_state o
 		ON o.room_id=me.room_id AND o.type='m.room.member' AND o.membership IN ('join','invite')
 		WHERE me.type='m.room.member' AND me.state_key=? AND me.membership='join'`, userID)
 	if err != nil {
@@ -327,7 +327,7 @@ func (s *Store) UsersSharingRooms(ctx context.Context, userID string) ([]string,
 
 // PublicRooms implements storage.Rooms.
 func (s *Store) PublicRooms(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT room_id FROM rooms WHERE published=1 ORDER BY room_id`)
+	rows, err := s.rq.QueryContext(ctx, `SELECT room_id FROM rooms WHERE published=1 ORDER BY room_id`)
 	if err != nil {
 		return nil, err
 	}
@@ -350,22 +350,24 @@ func (s *Store) CountEventsAfter(ctx context.Context, roomID, userID string, pos
 		args = append(args, t)
 	}
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE room_id=? AND stream_pos>? AND sender!=? AND redacted_by='' AND type IN (`+
-		strings.TrimSuffix(strings.Repeat("?,", len(types)), ",")+`)`, args...).Scan(&n)
+	// Bounded: clients show "99+" anyway, and an unbounded count scans the
+	// whole unread history on every sync.
+	err := s.rq.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_id=? AND stream_pos>? AND sender!=? AND redacted_by='' AND type IN (`+
+		strings.TrimSuffix(strings.Repeat("?,", len(types)), ",")+`) LIMIT 1000)`, args...).Scan(&n)
 	return n, err
 }
 
 // ResolveAlias implements storage.Aliases.
 func (s *Store) ResolveAlias(ctx context.Context, alias string) (string, error) {
 	var r string
-	err := s.r.QueryRowContext(ctx, `SELECT room_id FROM room_aliases WHERE alias=?`, alias).Scan(&r)
+	err := s.rq.QueryRowContext(ctx, `SELECT room_id FROM room_aliases WHERE alias=?`, alias).Scan(&r)
 	return r, notFound(err)
 }
 
 // AliasCreator implements storage.Aliases.
 func (s *Store) AliasCreator(ctx context.Context, alias string) (string, error) {
 	var r string
-	err := s.r.QueryRowContext(ctx, `SELECT creator FROM room_aliases WHERE alias=?`, alias).Scan(&r)
+	err := s.rq.QueryRowContext(ctx, `SELECT creator FROM room_aliases WHERE alias=?`, alias).Scan(&r)
 	return r, notFound(err)
 }
 
@@ -390,7 +392,7 @@ func (s *Store) DeleteAlias(ctx context.Context, alias string) error {
 
 // RoomAliases implements storage.Aliases.
 func (s *Store) RoomAliases(ctx context.Context, roomID string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT alias FROM room_aliases WHERE room_id=? ORDER BY alias`, roomID)
+	rows, err := s.rq.QueryContext(ctx, `SELECT alias FROM room_aliases WHERE room_id=? ORDER BY alias`, roomID)
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +426,7 @@ func (s *Store) PutReceipt(ctx context.Context, r storage.Receipt, wake []string
 
 // ReceiptsRange implements storage.Receipts.
 func (s *Store) ReceiptsRange(ctx context.Context, roomID string, from, to int64) ([]storage.Receipt, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT user_id, type, thread_id, event_id, ts, stream_pos FROM receipts
+	rows, err := s.rq.QueryContext(ctx, `SELECT user_id, type, thread_id, event_id, ts, stream_pos FROM receipts
 		WHERE room_id=? AND stream_pos>? AND stream_pos<=? ORDER BY stream_pos`, roomID, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: receipts: %w", err)
@@ -444,7 +446,7 @@ func (s *Store) ReceiptsRange(ctx context.Context, roomID string, from, to int64
 // UserReceipt implements storage.Receipts.
 func (s *Store) UserReceipt(ctx context.Context, roomID, userID, typ string) (storage.Receipt, error) {
 	r := storage.Receipt{RoomID: roomID, UserID: userID, Type: typ}
-	err := s.r.QueryRowContext(ctx, `SELECT thread_id, event_id, ts, stream_pos FROM receipts WHERE room_id=? AND user_id=? AND type=?
+	err := s.rq.QueryRowContext(ctx, `SELECT thread_id, event_id, ts, stream_pos FROM receipts WHERE room_id=? AND user_id=? AND type=?
 		ORDER BY stream_pos DESC LIMIT 1`, roomID, userID, typ).Scan(&r.ThreadID, &r.EventID, &r.TS, &r.Pos)
 	return r, notFound(err)
 }
