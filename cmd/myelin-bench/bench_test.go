@@ -90,6 +90,35 @@ func TestProcSelf(t *testing.T) {
 	}
 }
 
+func TestParseStat(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"42 (my prog) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 100 1000 200", 3.25, true},
+		{"42 (a) b)) R 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 8 0 100 1000 200", 0.03, true},
+		{"42 (x) S 1 2", 0, false},
+		{"no paren", 0, false},
+		{"42 (x) S 1 42 42 0 -1 4194560 100 0 0 0 -5 75 0", 0, false},
+	} {
+		got, err := parseStat([]byte(tc.in))
+		if (err == nil) != tc.ok || tc.ok && got != tc.want {
+			t.Errorf("parseStat(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("42 (my prog) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 100 1000 200"))
+	f.Add([]byte("1 ()) ) S"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if v, err := parseStat(b); err == nil && v < 0 {
+			t.Fatalf("negative CPU time %v", v)
+		}
+	})
+}
+
 func TestRefusesRemote(t *testing.T) {
 	for _, hs := range []string{"http://192.0.2.1:8008", "http://example.org", "ftp://127.0.0.1"} {
 		var out, errw bytes.Buffer

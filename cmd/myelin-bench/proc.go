@@ -15,12 +15,17 @@ import (
 // clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// procStat reads utime+stime of pid in seconds from /proc/PID/stat.
+// procCPU reads utime+stime of pid in seconds from /proc/PID/stat.
 func procCPU(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
+	return parseStat(b)
+}
+
+// parseStat returns utime+stime in seconds from the text of /proc/PID/stat.
+func parseStat(b []byte) (float64, error) {
 	// The command name (field 2) may contain spaces: fields start after ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
