@@ -138,6 +138,7 @@ const (
 	RejectDeviceKeysInvalid     RejectCode = "device_keys_invalid"
 	RejectOTKBadSignature       RejectCode = "otk_bad_signature"
 	RejectKeyReused             RejectCode = "key_reused_across_devices"
+	RejectNonContributory       RejectCode = "non_contributory_dh"
 	RejectKeyRequestUntrusted   RejectCode = "key_request_from_untrusted_device"
 	RejectRoomKeyInvalid        RejectCode = "room_key_invalid"
 	RejectUnknownSenderDevice   RejectCode = "unknown_sender_device"

@@ -649,7 +649,11 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 	for _, j := range jobs {
 		if j.err != nil {
 			m.noOlm[j.t.d.Curve25519] = now
-			if !errors.Is(j.err, errNoOTK) {
+			switch {
+			case errors.Is(j.err, errNoOTK):
+			case errors.Is(j.err, keys.ErrNonContributory):
+				res.reject(RejectNonContributory, j.t.user, j.t.d.DeviceID, fmt.Errorf("e2ee: claimed one-time key is a low-order point: %w", j.err))
+			default:
 				res.reject(RejectOTKBadSignature, j.t.user, j.t.d.DeviceID, fmt.Errorf("e2ee: olm session with claimed key: %w", j.err))
 			}
 			continue

@@ -984,3 +984,27 @@ func TestB13PlaintextInEncryptedRoomFlagged(t *testing.T) {
 		t.Fatalf("unencrypted room: %v", err)
 	}
 }
+
+// B9 rule 2: a one-time key that is a low-order point (all-zero shared
+// secret) is refused even when properly signed by its device.
+func TestB9LowOrderOneTimeKeyRefused(t *testing.T) {
+	s, a, _, room := setup(t)
+	evil := s.newAttacker("@eve:hs", "EVE1", true)
+	zero := keys.EncodeBase64(make([]byte, 32)) // the identity point, order 1
+	obj := signWith(evil.acct, evil.user, evil.device, map[string]any{"key": zero})
+	raw, _ := json.Marshal(obj)
+	s.otks[evil.user][evil.device] = map[string]json.RawMessage{"signed_curve25519:AAAAAQ": raw}
+	a.sync(e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{member(evil.user, "join")}})
+	a.flush()
+	mark := len(s.sent)
+	a.send(room, "x")
+	if !a.hasRejection(e2ee.RejectNonContributory) {
+		t.Fatalf("low-order one-time key not refused: %+v", a.rejected)
+	}
+	if s.sentTo(mark, evil.user+"|EVE1", "m.room.encrypted") != 0 {
+		t.Fatal("Olm session built on a low-order key")
+	}
+	if code := withheldCode(s, mark, evil.user+"|EVE1"); code != e2ee.WithheldNoOlm {
+		t.Fatalf("withheld = %q", code)
+	}
+}
