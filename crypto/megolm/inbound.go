@@ -110,11 +110,11 @@ func (s *InboundSession) Decrypt(msg []byte) (plaintext []byte, index uint32, er
 	r := s.ratchetAt(m.index)
 	defer r.wipe()
 	k := deriveMessageKeys(&r)
-	defer k.wipe()
-	if !k.verifyMAC(m.macInput, m.mac) {
+	defer k.Wipe()
+	if k.VerifyMAC(m.macInput, m.mac[:]) != nil {
 		return nil, 0, ErrBadMAC
 	}
-	pt, err := k.decrypt(m.ciphertext)
+	pt, err := k.Decrypt(m.ciphertext)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrInvalidMessage, err)
 	}

@@ -52,7 +52,7 @@ func build(o *OutboundSession, r0 ratchet, index uint32, ciphertext []byte) []by
 	k := deriveMessageKeys(&r)
 	b := appendHeader(nil, index, len(ciphertext))
 	b = append(b, ciphertext...)
-	mac := k.mac(b)
+	mac := k.MAC(b)
 	b = append(b, mac[:]...)
 	sig := o.signing.Sign(b).Array()
 	return append(b, sig[:]...)
@@ -64,7 +64,7 @@ func genuine(o *OutboundSession, r0 ratchet, index uint32, pt []byte) []byte {
 	r := r0
 	r.advanceTo(index)
 	k := deriveMessageKeys(&r)
-	return build(o, r0, index, k.encrypt(nil, pt))
+	return build(o, r0, index, k.Encrypt(nil, pt))
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -149,7 +149,7 @@ func TestDecryptRejects(t *testing.T) {
 	raw := make([]byte, 16) // decrypts to garbage with (almost surely) bad padding
 	badPad := build(o, r0, 1, raw)
 	// Make sure the chosen block really has bad padding.
-	if _, err := kz.decrypt(raw); err == nil {
+	if _, err := kz.Decrypt(raw); err == nil {
 		t.Fatal("test block happens to have valid padding")
 	}
 	// Over-long varint for index 1 (0x81 0x00), re-signed.

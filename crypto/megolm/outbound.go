@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 
+	"myelin/crypto/internal/cipher"
 	"myelin/keys"
 )
 
@@ -84,12 +85,12 @@ func (o *OutboundSession) Encrypt(plaintext []byte) []byte {
 		panic("megolm: encrypt on an exhausted outbound session (2^32 messages); rotate sessions")
 	}
 	k := deriveMessageKeys(&o.ratchet)
-	defer k.wipe()
-	ctLen := encryptedLen(len(plaintext))
+	defer k.Wipe()
+	ctLen := cipher.EncryptedLen(len(plaintext))
 	index := o.ratchet.counter
 	out := appendHeader(make([]byte, 0, encodedLen(index, ctLen)), index, ctLen)
-	out = k.encrypt(out, plaintext)
-	mac := k.mac(out)
+	out = k.Encrypt(out, plaintext)
+	mac := k.MAC(out)
 	out = append(out, mac[:]...)
 	sig := o.signing.Sign(out).Array()
 	out = append(out, sig[:]...)

@@ -1,6 +1,10 @@
 package megolm
 
-import "crypto/subtle"
+import (
+	"crypto/subtle"
+
+	"myelin/crypto/internal/cipher"
+)
 
 // RatchetSize is the length of the Megolm ratchet state: four 32-byte parts
 // R0..R3.
@@ -29,7 +33,7 @@ func (r *ratchet) part(j int) *[ratchetPartSize]byte {
 // (pitfall 8 of the digest: R_from is rehashed last).
 func (r *ratchet) rehash(from, to int) {
 	seed := [1]byte{byte(to)}
-	*r.part(to) = hmacSHA256(r.part(from)[:], seed[:], nil, nil)
+	*r.part(to) = cipher.HMAC(r.part(from)[:], seed[:])
 }
 
 // advance moves the ratchet from i to i+1 (wrapping at 2^32, which only

@@ -40,12 +40,12 @@ type chainKey struct {
 
 // messageKey returns M_i,j = HMAC(C_i,j, 0x01).
 func (c *chainKey) messageKey() messageKey {
-	return messageKey{key: hmacSHA256(c.key[:], seedMessageKey), index: c.index}
+	return messageKey{key: cipher.HMAC(c.key[:], seedMessageKey), index: c.index}
 }
 
 // advance sets C_i,j+1 = HMAC(C_i,j, 0x02).
 func (c *chainKey) advance() {
-	c.key = hmacSHA256(c.key[:], seedChainKey)
+	c.key = cipher.HMAC(c.key[:], seedChainKey)
 	c.index++
 }
 
@@ -91,5 +91,13 @@ func (r *receiverChain) wipe() {
 	r.skipped = nil
 }
 
-// kdf64 returns HKDF-SHA-256(salt, ikm, info) split into two 32-byte keys.
-func kdf64(salt, ikm []byte, info string) (a, b [32]byte) { return hkdf64(salt, ikm, info) }
+// kdf64 returns HKDF-SHA-256(salt, ikm, info) split into two 32-byte keys
+// (root key and chain key). An empty salt is the zero salt.
+func kdf64(salt, ikm []byte, info string) (a, b [32]byte) {
+	var out [64]byte
+	cipher.HKDF(out[:], salt, ikm, info)
+	copy(a[:], out[:32])
+	copy(b[:], out[32:])
+	clear(out[:])
+	return a, b
+}

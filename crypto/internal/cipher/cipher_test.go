@@ -2,6 +2,11 @@ package cipher
 
 import (
 	"bytes"
+	"crypto/aes"
+	gocipher "crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"testing"
 )
@@ -65,4 +70,63 @@ func TestWipedKeysPanic(t *testing.T) {
 		}
 	}()
 	k.MAC(nil)
+}
+
+// TestAgainstStandardLibrary checks the allocation-free HMAC, HKDF and CBC
+// against crypto/hmac, crypto/hkdf and crypto/cipher.
+func TestAgainstStandardLibrary(t *testing.T) {
+	for _, kl := range []int{0, 1, 32, 63, 64, 65, 100} {
+		key := bytes.Repeat([]byte{0x5a}, kl)
+		for _, ml := range []int{0, 1, 55, 64, 200} {
+			msg := bytes.Repeat([]byte{byte(ml)}, ml)
+			m := hmac.New(sha256.New, key)
+			m.Write(msg)
+			want := m.Sum(nil)
+			got := HMAC(key, msg[:ml/2], msg[ml/2:])
+			if !bytes.Equal(got[:], want) {
+				t.Fatalf("HMAC key %d msg %d differs from crypto/hmac", kl, ml)
+			}
+		}
+	}
+	for _, n := range []int{1, 32, 64, 80, 100} {
+		for _, salt := range [][]byte{nil, {0}, make([]byte, 32), []byte("salt")} {
+			want, err := hkdf.Key(sha256.New, []byte("ikm"), salt, "info", n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, n)
+			HKDF(got, salt, []byte("ikm"), "info")
+			if !bytes.Equal(got, want) {
+				t.Fatalf("HKDF n=%d salt=%x differs from crypto/hkdf", n, salt)
+			}
+		}
+	}
+	k := DeriveKeys([]byte("secret"), "MEGOLM_KEYS")
+	for _, n := range []int{0, 5, 16, 40} {
+		pt := bytes.Repeat([]byte{7}, n)
+		padded := append([]byte(nil), pt...)
+		for p := EncryptedLen(n) - n; len(padded) < EncryptedLen(n); {
+			padded = append(padded, byte(p))
+		}
+		want := make([]byte, len(padded))
+		block, _ := aes.NewCipher(k.aesKey[:])
+		gocipher.NewCBCEncrypter(block, k.iv[:]).CryptBlocks(want, padded)
+		if got := k.Encrypt(nil, pt); !bytes.Equal(got, want) {
+			t.Fatalf("CBC n=%d differs from crypto/cipher", n)
+		}
+	}
+}
+
+func TestNoAllocations(t *testing.T) {
+	k := DeriveKeys([]byte("secret"), "OLM_KEYS")
+	pt := make([]byte, 100)
+	dst := make([]byte, 0, 256)
+	if n := testing.AllocsPerRun(50, func() {
+		kk := DeriveKeys(pt[:32], "OLM_KEYS")
+		dst = kk.Encrypt(dst[:0], pt)
+		_ = kk.MAC(dst)
+	}); n > 1 { // one: the AES key schedule behind aes.NewCipher
+		t.Errorf("derive+encrypt+MAC allocates %v times", n)
+	}
+	_ = k
 }
