@@ -137,6 +137,17 @@ func TestWrongSender(t *testing.T) {
 		s.sasToEnd(a)
 		wantCancel(t, a, CancelUserMismatch, true, ErrSenderMismatch)
 	})
+	t.Run("to-device ready authenticated as another device than from_device", func(t *testing.T) {
+		w, a, b := pair(t, Options{})
+		r, err := a.m.RequestToDevice(w.now, b.u.id, []id.DeviceID{b.device, mustDevice(t, "BOBDEV2")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.do(r, nil)
+		ready := encode(map[string]any{"transaction_id": r.Flow.ID, "from_device": b.device.String(), "methods": []any{MethodSAS}})
+		a.do(a.m.Handle(w.now, Incoming{Transport: ToDevice, Type: TypeReady, Sender: b.u.id, SenderDevice: mustDevice(t, "BOBDEV2"), Content: ready}))
+		wantCancel(t, a, CancelUserMismatch, true, ErrSenderMismatch)
+	})
 	t.Run("to-device start from another device", func(t *testing.T) {
 		w, a, b := pair(t, Options{})
 		s := request(w, a, b, ToDevice)
