@@ -49,9 +49,9 @@ func findNioPython(t *testing.T) string {
 	return nioPython
 }
 
-// nioDevice is one matrix-nio device, run by nio/driver.py in its own
-// process, spoken to with JSON lines.
-type nioDevice struct {
+// driverDevice is one client device run by a driver script in its own
+// process (nio/driver.py, jssdk/driver.mjs), spoken to with JSON lines.
+type driverDevice struct {
 	t      *testing.T
 	name   string
 	cmd    *exec.Cmd
@@ -69,17 +69,23 @@ type nioDevice struct {
 	UserID, DeviceID string
 }
 
-// startNio starts a driver process for one nio device. It stops at cleanup.
-func startNio(t *testing.T, hs *homeserver, name string) *nioDevice {
+// startNio starts a nio driver process for one device. It stops at cleanup.
+func startNio(t *testing.T, hs *homeserver, name string) *driverDevice {
 	t.Helper()
 	py := findNioPython(t)
 	store := filepath.Join(t.TempDir(), "nio-store")
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	d := &nioDevice{t: t, name: name, stderr: &syncBuffer{}, done: make(chan struct{}),
+	return startDriver(t, name, py, filepath.Join("nio", "driver.py"), hs.URL, store)
+}
+
+// startDriver runs argv as a driver process. It stops at cleanup.
+func startDriver(t *testing.T, name string, argv ...string) *driverDevice {
+	t.Helper()
+	d := &driverDevice{t: t, name: name, stderr: &syncBuffer{}, done: make(chan struct{}),
 		pending: map[int]chan map[string]any{}, changed: make(chan struct{})}
-	d.cmd = exec.Command(py, filepath.Join("nio", "driver.py"), hs.URL, store)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stderr = d.stderr
 	var err error
 	if d.stdin, err = d.cmd.StdinPipe(); err != nil {
@@ -106,13 +112,13 @@ func startNio(t *testing.T, hs *homeserver, name string) *nioDevice {
 			d.mu.Lock()
 			other := d.other
 			d.mu.Unlock()
-			t.Logf("nio %s (%s %s): events %v; stderr:\n%s", name, d.UserID, d.DeviceID, other, tail([]byte(d.stderr.String()), 16<<10))
+			t.Logf("%s (%s %s): events %v; stderr:\n%s", name, d.UserID, d.DeviceID, other, tail([]byte(d.stderr.String()), 16<<10))
 		}
 	})
 	return d
 }
 
-func (d *nioDevice) read(r io.Reader) {
+func (d *driverDevice) read(r io.Reader) {
 	defer close(d.done)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
@@ -151,7 +157,7 @@ func str(v any) string {
 }
 
 // call sends one command and waits for its reply.
-func (d *nioDevice) call(ctx context.Context, cmd string, args map[string]any) map[string]any {
+func (d *driverDevice) call(ctx context.Context, cmd string, args map[string]any) map[string]any {
 	d.t.Helper()
 	d.mu.Lock()
 	d.nextID++
@@ -165,78 +171,78 @@ func (d *nioDevice) call(ctx context.Context, cmd string, args map[string]any) m
 	}
 	b, _ := json.Marshal(req)
 	if _, err := d.stdin.Write(append(b, '\n')); err != nil {
-		d.t.Fatalf("nio %s: writing %s: %v", d.name, cmd, err)
+		d.t.Fatalf("%s: writing %s: %v", d.name, cmd, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 	defer cancel()
 	select {
 	case m := <-ch:
 		if m["ok"] != true {
-			d.t.Fatalf("nio %s: %s %v: %v", d.name, cmd, args, m["error"])
+			d.t.Fatalf("%s: %s %v: %v", d.name, cmd, args, m["error"])
 		}
 		return m
 	case <-d.done:
-		d.t.Fatalf("nio %s: driver exited during %s", d.name, cmd)
+		d.t.Fatalf("%s: driver exited during %s", d.name, cmd)
 	case <-ctx.Done():
-		d.t.Fatalf("nio %s: no reply to %s within 45s", d.name, cmd)
+		d.t.Fatalf("%s: no reply to %s within 45s", d.name, cmd)
 	}
 	return nil
 }
 
-func (d *nioDevice) register(ctx context.Context, localpart, password string) {
+func (d *driverDevice) register(ctx context.Context, localpart, password string) {
 	d.t.Helper()
 	d.call(ctx, "register", map[string]any{"user": localpart, "password": password})
 }
 
-func (d *nioDevice) login(ctx context.Context, hs *homeserver, localpart, password string) {
+func (d *driverDevice) login(ctx context.Context, hs *homeserver, localpart, password string) {
 	d.t.Helper()
 	m := d.call(ctx, "login", map[string]any{"user": "@" + localpart + ":" + hs.ServerName, "password": password, "device_name": d.name})
 	d.UserID, d.DeviceID = str(m["user_id"]), str(m["device_id"])
 	if d.UserID == "" || d.DeviceID == "" {
-		d.t.Fatalf("nio %s: login reply without user_id or device_id: %v", d.name, m)
+		d.t.Fatalf("%s: login reply without user_id or device_id: %v", d.name, m)
 	}
 }
 
-func (d *nioDevice) user() string   { return d.UserID }
-func (d *nioDevice) device() string { return d.DeviceID }
+func (d *driverDevice) user() string   { return d.UserID }
+func (d *driverDevice) device() string { return d.DeviceID }
 
-func (d *nioDevice) createEncryptedRoom(ctx context.Context, invite ...string) string {
+func (d *driverDevice) createEncryptedRoom(ctx context.Context, invite ...string) string {
 	d.t.Helper()
 	return str(d.call(ctx, "create_room", map[string]any{"invite": invite})["room"])
 }
 
-func (d *nioDevice) waitInvited(ctx context.Context, room string) {
+func (d *driverDevice) waitInvited(ctx context.Context, room string) {
 	d.t.Helper()
 	d.call(ctx, "wait_invited", map[string]any{"room": room})
 }
 
-func (d *nioDevice) join(ctx context.Context, room string) {
+func (d *driverDevice) join(ctx context.Context, room string) {
 	d.t.Helper()
 	d.call(ctx, "join", map[string]any{"room": room})
 }
 
-func (d *nioDevice) waitMember(ctx context.Context, room, user string) {
+func (d *driverDevice) waitMember(ctx context.Context, room, user string) {
 	d.t.Helper()
 	d.call(ctx, "wait_joined", map[string]any{"room": room, "user": user})
 }
 
-func (d *nioDevice) waitDevice(ctx context.Context, user, device string) {
+func (d *driverDevice) waitDevice(ctx context.Context, user, device string) {
 	d.t.Helper()
 	d.call(ctx, "wait_device", map[string]any{"user": user, "device": device})
 }
 
 // send verifies all devices of the room's members, then sends; nio refuses
 // to share a room key with unverified devices.
-func (d *nioDevice) send(ctx context.Context, room, body string) {
+func (d *driverDevice) send(ctx context.Context, room, body string) {
 	d.t.Helper()
 	m := d.call(ctx, "send", map[string]any{"room": room, "body": body})
 	if w, _ := m["workarounds"].([]any); len(w) > 0 {
-		d.t.Logf("nio %s: compatibility workaround used while sending: %v", d.name, w)
+		d.t.Logf("%s: compatibility workaround used while sending: %v", d.name, w)
 	}
 }
 
 // waitMessage waits until the device has decrypted a message with body.
-func (d *nioDevice) waitMessage(ctx context.Context, room, sender, body string) {
+func (d *driverDevice) waitMessage(ctx context.Context, room, sender, body string) {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -247,7 +253,7 @@ func (d *nioDevice) waitMessage(ctx context.Context, room, sender, body string) 
 			if m.Body == body {
 				d.mu.Unlock()
 				if m.Room != room || m.Sender != sender || !m.Encrypted {
-					d.t.Fatalf("nio %s got %+v, want an encrypted message in %s from %s", d.name, m, room, sender)
+					d.t.Fatalf("%s got %+v, want an encrypted message in %s from %s", d.name, m, room, sender)
 				}
 				return
 			}
@@ -256,9 +262,9 @@ func (d *nioDevice) waitMessage(ctx context.Context, room, sender, body string) 
 		select {
 		case <-changed:
 		case <-d.done:
-			d.t.Fatalf("nio %s: driver exited while waiting for %q", d.name, body)
+			d.t.Fatalf("%s: driver exited while waiting for %q", d.name, body)
 		case <-ctx.Done():
-			d.t.Fatalf("nio %s: timed out after 30s waiting to decrypt %q", d.name, body)
+			d.t.Fatalf("%s: timed out after 30s waiting to decrypt %q", d.name, body)
 		}
 	}
 }

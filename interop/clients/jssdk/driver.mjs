@@ -1,0 +1,160 @@
+// Drives one matrix-js-sdk device (Element Web's SDK, with its rust crypto
+// from @matrix-org/matrix-sdk-crypto-wasm and an in-memory crypto store) for
+// the myelin interop tests, with the same JSON-lines protocol as
+// ../nio/driver.py.
+//
+// Usage: node driver.mjs HOMESERVER_URL
+//
+// stdout carries only protocol lines; the SDK's logging goes to stderr.
+import readline from "node:readline";
+
+const out = process.stdout.write.bind(process.stdout);
+for (const k of ["log", "info", "debug", "trace", "warn", "error"]) {
+    console[k] = (...args) => process.stderr.write(`[${k}] ` + args.map(String).join(" ") + "\n");
+}
+
+const sdk = await import("matrix-js-sdk");
+const { logger } = await import("matrix-js-sdk/lib/logger.js");
+logger.setLevel(process.env.JSSDK_LOG || "warn");
+
+const WAIT_MS = 30000;
+const homeserver = process.argv[2];
+let client = null;
+
+function emit(obj) {
+    out(JSON.stringify(obj) + "\n");
+}
+
+async function waitUntil(what, cond) {
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+        if (await cond()) return;
+        if (Date.now() > deadline) throw new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 50)); // condition polling with a deadline
+    }
+}
+
+function emitMessage(ev, decrypted) {
+    if (ev.getType() !== "m.room.message") return;
+    emit({
+        event: "message",
+        room: ev.getRoomId(),
+        sender: ev.getSender(),
+        body: ev.getContent().body,
+        decrypted,
+    });
+}
+
+const commands = {
+    async register(c) {
+        const tmp = sdk.createClient({ baseUrl: homeserver });
+        let resp;
+        try {
+            resp = await tmp.registerRequest({ username: c.user, password: c.password, inhibit_login: true });
+        } catch (e) {
+            // 401 with the flows: answer the dummy stage with the session.
+            if (!e.data || !e.data.session) throw e;
+            resp = await tmp.registerRequest({
+                username: c.user,
+                password: c.password,
+                inhibit_login: true,
+                auth: { type: "m.login.dummy", session: e.data.session },
+            });
+        }
+        return { user_id: resp.user_id };
+    },
+
+    async login(c) {
+        const tmp = sdk.createClient({ baseUrl: homeserver });
+        const resp = await tmp.loginRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user: c.user },
+            password: c.password,
+            initial_device_display_name: c.device_name,
+        });
+        client = sdk.createClient({
+            baseUrl: homeserver,
+            userId: resp.user_id,
+            accessToken: resp.access_token,
+            deviceId: resp.device_id,
+        });
+        await client.initRustCrypto({ useIndexedDB: false });
+        client.on(sdk.RoomEvent.Timeline, (ev) => {
+            if (!ev.isEncrypted()) emitMessage(ev, false);
+            else if (ev.isDecryptionFailure()) emit({ event: "undecryptable", room: ev.getRoomId(), sender: ev.getSender() });
+            else if (ev.getClearContent()) emitMessage(ev, true);
+        });
+        client.on(sdk.MatrixEventEvent.Decrypted, (ev, err) => {
+            if (err || ev.isDecryptionFailure()) {
+                emit({ event: "undecryptable", room: ev.getRoomId(), sender: ev.getSender(), error: String(err || ev.decryptionFailureReason) });
+                return;
+            }
+            emitMessage(ev, true);
+        });
+        let prepared = false;
+        client.on(sdk.ClientEvent.Sync, (state, prev, data) => {
+            if (state === "PREPARED" || state === "SYNCING") prepared = true;
+            if (state === "ERROR") emit({ event: "sync_failed", error: String(data && data.error) });
+        });
+        await client.startClient({ initialSyncLimit: 20 });
+        await waitUntil("the first sync", () => prepared);
+        return { user_id: resp.user_id, device_id: resp.device_id };
+    },
+
+    async create_room(c) {
+        const resp = await client.createRoom({
+            preset: "private_chat",
+            invite: c.invite || [],
+            initial_state: [{ type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } }],
+        });
+        await waitUntil(`room ${resp.room_id} in sync`, () => client.getRoom(resp.room_id)?.getMyMembership() === "join");
+        return { room: resp.room_id };
+    },
+
+    async wait_invited(c) {
+        await waitUntil(`invite to ${c.room}`, () => client.getRoom(c.room)?.getMyMembership() === "invite");
+        return {};
+    },
+
+    async join(c) {
+        await client.joinRoom(c.room);
+        await waitUntil(`own join in ${c.room}`, () => client.getRoom(c.room)?.getMyMembership() === "join");
+        await waitUntil(`${c.room} encrypted`, () => client.getCrypto().isEncryptionEnabledInRoom(c.room));
+        return {};
+    },
+
+    async wait_joined(c) {
+        await waitUntil(`${c.user} joined in ${c.room}`, () => client.getRoom(c.room)?.getMember(c.user)?.membership === "join");
+        return {};
+    },
+
+    async wait_device(c) {
+        await waitUntil(`device ${c.user}/${c.device}`, async () => {
+            const m = await client.getCrypto().getUserDeviceInfo([c.user], true);
+            return m.get(c.user)?.has(c.device) === true;
+        });
+        return {};
+    },
+
+    async send(c) {
+        const resp = await client.sendMessage(c.room, { msgtype: "m.text", body: c.body });
+        return { event_id: resp.event_id };
+    },
+};
+
+const rl = readline.createInterface({ input: process.stdin });
+for await (const line of rl) {
+    const c = JSON.parse(line);
+    if (c.cmd === "quit") break;
+    try {
+        const fn = commands[c.cmd];
+        if (!fn) throw new Error(`unknown command ${c.cmd}`);
+        const result = await fn(c);
+        emit({ ...result, id: c.id, ok: true });
+    } catch (e) {
+        process.stderr.write(`${c.cmd}: ${e && e.stack}\n`);
+        emit({ id: c.id, ok: false, error: `${e && e.name}: ${e && e.message} ${e && e.data ? JSON.stringify(e.data) : ""}` });
+    }
+}
+if (client) client.stopClient();
+process.exit(0);

@@ -1,0 +1,82 @@
+package clients
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// startJSSDK starts a matrix-js-sdk driver (rust crypto) for one device.
+// The npm packages come from scripts/install-client-deps.sh (npm ci in
+// jssdk/); without node or them the test is skipped, unless CI is set.
+func startJSSDK(t *testing.T, hs *homeserver, name string) *driverDevice {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join("jssdk", "node_modules", "matrix-js-sdk", "package.json"))
+	}
+	if err != nil {
+		msg := "matrix-js-sdk not available (run scripts/install-client-deps.sh): " + err.Error()
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return startDriver(t, name, node, filepath.Join("jssdk", "driver.mjs"), hs.URL)
+}
+
+// TestJSSDKWithMautrixAndNio: a matrix-js-sdk user (Element Web's SDK, rust
+// crypto) creates an encrypted room with a mautrix-go and a nio user; every
+// client decrypts the others' messages, and a second js-sdk device of the
+// creator decrypts new ones.
+func TestJSSDKWithMautrixAndNio(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hs := startHomeserver(t)
+
+	erin := startJSSDK(t, hs, "erin-jssdk-1")
+	erin.register(ctx, "erin", "erin-password")
+	erin.login(ctx, hs, "erin", "erin-password")
+	mxRegister(ctx, t, hs, "frank", "frank-password")
+	frank := mxLogin(ctx, t, hs, "frank", "frank-password", "frank-mautrix")
+	grace := startNio(t, hs, "grace-nio")
+	grace.register(ctx, "grace", "grace-password")
+	grace.login(ctx, hs, "grace", "grace-password")
+
+	room := erin.createEncryptedRoom(ctx, frank.user(), grace.user())
+	frank.waitInvited(ctx, room)
+	frank.join(ctx, room)
+	grace.waitInvited(ctx, room)
+	grace.join(ctx, room)
+	erin.waitMember(ctx, room, frank.user())
+	erin.waitMember(ctx, room, grace.user())
+	frank.waitMember(ctx, room, grace.user())
+	grace.waitMember(ctx, room, frank.user())
+
+	erin.send(ctx, room, "js-sdk to everyone")
+	frank.waitMessage(ctx, room, erin.user(), "js-sdk to everyone")
+	grace.waitMessage(ctx, room, erin.user(), "js-sdk to everyone")
+	frank.send(ctx, room, "mautrix to everyone")
+	erin.waitMessage(ctx, room, frank.user(), "mautrix to everyone")
+	grace.waitMessage(ctx, room, frank.user(), "mautrix to everyone")
+	grace.send(ctx, room, "nio to everyone")
+	erin.waitMessage(ctx, room, grace.user(), "nio to everyone")
+	frank.waitMessage(ctx, room, grace.user(), "nio to everyone")
+
+	erin2 := startJSSDK(t, hs, "erin-jssdk-2")
+	erin2.login(ctx, hs, "erin", "erin-password")
+	erin2.waitMember(ctx, room, erin.user())
+	frank.waitDevice(ctx, erin.user(), erin2.device())
+	grace.waitDevice(ctx, erin.user(), erin2.device())
+	frank.send(ctx, room, "mautrix to both js-sdk devices")
+	erin2.waitMessage(ctx, room, frank.user(), "mautrix to both js-sdk devices")
+	erin.waitMessage(ctx, room, frank.user(), "mautrix to both js-sdk devices")
+	grace.send(ctx, room, "nio to both js-sdk devices")
+	erin2.waitMessage(ctx, room, grace.user(), "nio to both js-sdk devices")
+
+	assertNoPlaintext(t, hs, "js-sdk to everyone", "mautrix to everyone", "nio to everyone",
+		"mautrix to both js-sdk devices", "nio to both js-sdk devices")
+}
