@@ -1008,3 +1008,14 @@ func TestB9LowOrderOneTimeKeyRefused(t *testing.T) {
 		t.Fatalf("withheld = %q", code)
 	}
 }
+
+// B1 rule 4: our own master key replaced behind our back.
+func TestB1OwnIdentityResetAlerts(t *testing.T) {
+	s, a, _, _ := setup(t)
+	s.resetIdentity(a.user)
+	a.sync()
+	a.flush()
+	if !a.hasAlert(e2ee.AlertOwnIdentityReset) {
+		t.Fatalf("no own_identity_reset alert: %+v", a.alerts)
+	}
+}
