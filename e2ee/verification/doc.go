@@ -28,8 +28,10 @@
 //
 // On success, [Outcome.SignOtherUser] signs the other user's master key with
 // our user-signing key, and [Outcome.SignOwnDevice] signs our other device
-// with our self-signing key; both return the /keys/signatures/upload body and
-// sign only the public key the flow proved.
+// with our self-signing key, and [Outcome.SignOwnMasterKey] lets a new
+// device sign the master key another of our devices proved to it; all return
+// the /keys/signatures/upload body and sign only the public key the flow
+// proved.
 //
 // Sender authentication is the caller's: [Incoming.Sender] is the to-device
 // envelope sender or the room event's sender, and [Incoming.SenderDevice] the

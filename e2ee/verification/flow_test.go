@@ -84,6 +84,24 @@ func TestEndToEnd(t *testing.T) {
 					if err := signing.Verify(signed, me.u.id.String(), "ed25519:"+me.u.cs.SelfSigning.PublicKey().String(), me.u.cs.SelfSigning.PublicKey()); err != nil {
 						t.Fatalf("self-signing signature: %v", err)
 					}
+					mk, err := me.u.cs.MasterKeyJSON()
+					if err != nil {
+						t.Fatal(err)
+					}
+					up, err = o.SignOwnMasterKey(me.device, me.devSK, mk)
+					if err != nil {
+						t.Fatal(err)
+					}
+					signed = up[me.u.id.String()][me.u.cs.Master.PublicKey().String()]
+					if err := signing.Verify(signed, me.u.id.String(), "ed25519:"+me.device.String(), me.devSK.PublicKey()); err != nil {
+						t.Fatalf("device signature of the master key: %v", err)
+					}
+					evil := w.newUser("alice", 66)
+					if emk, _ := evil.cs.MasterKeyJSON(); emk != nil {
+						if _, err := o.SignOwnMasterKey(me.device, me.devSK, emk); !errors.Is(err, ErrKeyChanged) {
+							t.Fatalf("signed another master key: %v", err)
+						}
+					}
 				} else {
 					mk, err := them.u.cs.MasterKeyJSON()
 					if err != nil {

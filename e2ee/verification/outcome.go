@@ -7,6 +7,8 @@ import (
 	"myelin/crypto/crosssign"
 	"myelin/crypto/sas"
 	"myelin/id"
+	"myelin/keys"
+	"myelin/signing"
 )
 
 // Outcome is what a successful verification proved: public keys that were
@@ -84,4 +86,35 @@ func (o *Outcome) SignOwnDevice(ours *crosssign.SigningKeys, deviceKeysJSON []by
 		return nil, fmt.Errorf("verification: sign device: %w", err)
 	}
 	return SignatureUpload{o.Own.String(): {o.Their.Device.String(): signed}}, nil
+}
+
+// SignOwnMasterKey signs our own master key with this device's Ed25519 key,
+// after one of our other devices proved it to us (a new device learning its
+// identity). The spec lets other users see such signatures; it helps
+// clients that migrate from device verification. masterKeyJSON is our
+// master-key object as the store holds it; it must hold exactly the master
+// key this verification proved.
+func (o *Outcome) SignOwnMasterKey(device id.DeviceID, deviceKey *keys.Ed25519SecretKey, masterKeyJSON []byte) (SignatureUpload, error) {
+	if !o.SelfVerification() {
+		return nil, fmt.Errorf("verification: sign own master key: not a self-verification: %w", ErrWrongState)
+	}
+	if o.MasterKey == nil {
+		return nil, ErrNoMasterKey
+	}
+	if deviceKey == nil || device.IsZero() {
+		return nil, fmt.Errorf("verification: sign own master key: %w", crosssign.ErrNoSecretKey)
+	}
+	k, err := crosssign.ParseKey(masterKeyJSON)
+	if err != nil {
+		return nil, fmt.Errorf("verification: sign own master key: %w", err)
+	}
+	// Public keys and IDs: plain comparison is fine.
+	if k.Usage != crosssign.UsageMaster || k.UserID != o.Own || k.PublicKey != o.MasterKey.PublicKey() {
+		return nil, fmt.Errorf("verification: sign own master key: object is not the verified key: %w", ErrKeyChanged)
+	}
+	signed, err := signing.Sign(masterKeyJSON, o.Own.String(), "ed25519:"+device.String(), deviceKey)
+	if err != nil {
+		return nil, fmt.Errorf("verification: sign own master key: %w", err)
+	}
+	return SignatureUpload{o.Own.String(): {k.PublicKey.String(): signed}}, nil
 }
