@@ -475,23 +475,9 @@ func (s *Server) syncJoinedRoom(ctx context.Context, sess Session, f *api.Filter
 	return room, nil
 }
 
-// unread counts messages after the user's latest read receipt.
+// unread counts messages after the user's read position.
 func (s *Server) unread(ctx context.Context, roomID, userID string) (int, error) {
-	var pos int64
-	for _, typ := range []string{"m.read", "m.read.private"} {
-		rc, err := s.store.UserReceipt(ctx, roomID, userID, typ)
-		if err == nil {
-			if e, err := s.store.Event(ctx, rc.EventID); err == nil {
-				pos = max(pos, e.Pos)
-			}
-		}
-	}
-	if pos == 0 {
-		if me, err := s.store.StateEvent(ctx, roomID, rooms.TypeMember, userID); err == nil {
-			pos = me.Pos
-		}
-	}
-	return s.store.CountEventsAfter(ctx, roomID, userID, pos, []string{"m.room.message", "m.room.encrypted", "m.sticker"})
+	return s.store.UnreadCount(ctx, roomID, userID)
 }
 
 func (s *Server) summary(ctx context.Context, roomID, userID string) (map[string]any, error) {

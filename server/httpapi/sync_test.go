@@ -57,6 +57,13 @@ func TestSyncInitialAndIncremental(t *testing.T) {
 		t.Errorf("unread: %v", n)
 	}
 	since = r.str("next_batch")
+	two := list(path(r.body, "rooms", "join", room, "timeline", "events"))[1].(map[string]any)["event_id"].(string)
+	ts.must(200, "POST", "/_matrix/client/v3/rooms/"+esc(room)+"/receipt/m.read/"+esc(two), b.token, map[string]any{})
+	r = ts.sync(b, "since="+since)
+	if n := path(r.body, "rooms", "join", room, "unread_notifications", "notification_count"); n != 0.0 {
+		t.Errorf("unread after receipt: %v", n)
+	}
+	since = r.str("next_batch")
 	ra := ts.sync(a, "filter="+esc(`{"room":{"timeline":{"limit":1}}}`))
 	tla := list(path(ra.body, "rooms", "join", room, "timeline", "events"))
 	if len(tla) != 1 || path(tla[0], "unsigned", "transaction_id") == nil || path(ra.body, "rooms", "join", room, "timeline", "limited") != true {

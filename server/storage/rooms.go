@@ -138,9 +138,11 @@ type Rooms interface {
 	UsersSharingRooms(ctx context.Context, userID string) ([]string, error)
 	// PublicRooms lists rooms published in the directory.
 	PublicRooms(ctx context.Context) ([]string, error)
-	// CountEventsAfter counts events after pos in a room not sent by userID,
-	// of the given types (unread-notification approximation).
-	CountEventsAfter(ctx context.Context, roomID, userID string, pos int64, types []string) (int, error)
+	// UnreadCount counts the notifying events (m.room.message,
+	// m.room.encrypted, m.sticker) of a room after the user's read position:
+	// the later of their latest m.read / m.read.private receipt and their own
+	// latest event (at least their current membership event).
+	UnreadCount(ctx context.Context, roomID, userID string) (int, error)
 }
 
 // Aliases stores room aliases.

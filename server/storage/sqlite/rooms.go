@@ -108,13 +108,20 @@ func (w *roomWriter) LastEvent() (*storage.Event, int64, error) {
 
 func (w *roomWriter) Append(ev storage.NewEvent) (*storage.Event, error) {
 	pos := w.t.NextPos()
+	var nseq int64
+	if err := w.t.QueryRow(`SELECT COALESCE((SELECT nseq FROM events WHERE room_id=? ORDER BY stream_pos DESC LIMIT 1), 0)`, w.roomID).Scan(&nseq); err != nil {
+		return nil, fmt.Errorf("sqlite: read nseq: %w", err)
+	}
+	if notifying[ev.Type] {
+		nseq++
+	}
 	var sk any
 	if ev.StateKey != nil {
 		sk = *ev.StateKey
 	}
-	if _, err := w.t.Exec(`INSERT INTO events(stream_pos, event_id, room_id, type, state_key, sender, origin_ts, depth, membership, pdu, replaces_state, txn_id, txn_device)
-		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)`, pos, ev.EventID, w.roomID, ev.Type, sk, ev.Sender, ev.OriginTS, ev.Depth, ev.Membership,
-		string(ev.PDU), ev.ReplacesState, ev.TxnID, ev.TxnDevice); err != nil {
+	if _, err := w.t.Exec(`INSERT INTO events(stream_pos, event_id, room_id, type, state_key, sender, origin_ts, depth, membership, pdu, replaces_state, txn_id, txn_device, nseq)
+		VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, pos, ev.EventID, w.roomID, ev.Type, sk, ev.Sender, ev.OriginTS, ev.Depth, ev.Membership,
+		string(ev.PDU), ev.ReplacesState, ev.TxnID, ev.TxnDevice, nseq); err != nil {
 		if isUnique(err) {
 			return nil, storage.ErrExists
 		}
@@ -343,18 +350,39 @@ func (s *Store) PublicRooms(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-// CountEventsAfter implements storage.Rooms.
-func (s *Store) CountEventsAfter(ctx context.Context, roomID, userID string, pos int64, types []string) (int, error) {
-	args := []any{roomID, pos, userID}
-	for _, t := range types {
-		args = append(args, t)
+// notifying are the event types counted as unread.
+var notifying = map[string]bool{"m.room.message": true, "m.room.encrypted": true, "m.sticker": true}
+
+// UnreadCount implements storage.Rooms with a few indexed lookups: every
+// event stores nseq, the room's running count of notifying events.
+func (s *Store) UnreadCount(ctx context.Context, roomID, userID string) (int, error) {
+	var readPos int64
+	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE(MAX(e.stream_pos), 0) FROM receipts r JOIN events e ON e.event_id=r.event_id
+		WHERE r.room_id=? AND r.user_id=? AND r.type IN ('m.read','m.read.private')`, roomID, userID).Scan(&readPos); err != nil {
+		return 0, fmt.Errorf("sqlite: unread: receipts: %w", err)
 	}
-	var n int
-	// Bounded: clients show "99+" anyway, and an unbounded count scans the
-	// whole unread history on every sync.
-	err := s.rq.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_id=? AND stream_pos>? AND sender!=? AND redacted_by='' AND type IN (`+
-		strings.TrimSuffix(strings.Repeat("?,", len(types)), ",")+`) LIMIT 1000)`, args...).Scan(&n)
-	return n, err
+	var own int64
+	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM events WHERE room_id=? AND sender=?`, roomID, userID).Scan(&own); err != nil {
+		return 0, fmt.Errorf("sqlite: unread: own events: %w", err)
+	}
+	if sp, err := s.memberPos(ctx, roomID, userID); err == nil {
+		own = max(own, sp)
+	}
+	readPos = max(readPos, own)
+	var latest, at int64
+	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE((SELECT nseq FROM events WHERE room_id=? ORDER BY stream_pos DESC LIMIT 1), 0)`, roomID).Scan(&latest); err != nil {
+		return 0, fmt.Errorf("sqlite: unread: latest: %w", err)
+	}
+	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE((SELECT nseq FROM events WHERE room_id=? AND stream_pos<=? ORDER BY stream_pos DESC LIMIT 1), 0)`, roomID, readPos).Scan(&at); err != nil {
+		return 0, fmt.Errorf("sqlite: unread: at read position: %w", err)
+	}
+	return int(latest - at), nil
+}
+
+func (s *Store) memberPos(ctx context.Context, roomID, userID string) (int64, error) {
+	var p int64
+	err := s.rq.QueryRowContext(ctx, `SELECT stream_pos FROM room_state WHERE room_id=? AND type='m.room.member' AND state_key=?`, roomID, userID).Scan(&p)
+	return p, err
 }
 
 // ResolveAlias implements storage.Aliases.
