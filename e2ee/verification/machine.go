@@ -14,8 +14,32 @@ import (
 )
 
 // MaxFlows bounds the flows a Machine tracks; requests beyond it are
-// ignored.
+// ignored (finished flows are forgotten first to make room).
 const MaxFlows = 256
+
+// ErrTooManyFlows: MaxFlows unfinished flows exist.
+var ErrTooManyFlows = errors.New("verification: too many flows")
+
+// ErrInvalidArgument: a user action was called with unusable arguments.
+var ErrInvalidArgument = errors.New("verification: invalid argument")
+
+// ErrInvalidConfig: NewMachine lacks our identity, randomness or the key
+// lookup.
+var ErrInvalidConfig = errors.New("verification: incomplete config")
+
+// full reports whether no flow can be added, after forgetting finished
+// flows (late messages for them then count as unknown).
+func (m *Machine) full() bool {
+	if len(m.flows) < MaxFlows {
+		return false
+	}
+	for ref, f := range m.flows {
+		if f.state == Done || f.state == Cancelled {
+			delete(m.flows, ref)
+		}
+	}
+	return len(m.flows) >= MaxFlows
+}
 
 // Machine tracks this device's verification flows. It is not safe for
 // concurrent use; the caller serialises calls.
@@ -27,7 +51,7 @@ type Machine struct {
 // NewMachine returns a Machine for our device.
 func NewMachine(c Config) (*Machine, error) {
 	if c.Own.User.IsZero() || c.Own.Device.IsZero() || c.Own.DeviceKey.IsZero() || c.Rand == nil || c.Lookup == nil {
-		return nil, errors.New("verification: incomplete config")
+		return nil, ErrInvalidConfig
 	}
 	return &Machine{cfg: c, flows: make(map[FlowRef]*flow)}, nil
 }
@@ -62,10 +86,10 @@ func (m *Machine) newTxnID() (string, error) {
 // gets the flow; the others are sent m.accepted.
 func (m *Machine) RequestToDevice(now time.Time, to id.UserID, devices []id.DeviceID) (Result, error) {
 	if to.IsZero() || len(devices) == 0 {
-		return Result{}, errors.New("verification: request: no recipient")
+		return Result{}, fmt.Errorf("verification: request: no recipient: %w", ErrInvalidArgument)
 	}
-	if len(m.flows) >= MaxFlows {
-		return Result{}, errors.New("verification: request: too many flows")
+	if m.full() {
+		return Result{}, ErrTooManyFlows
 	}
 	txn, err := m.newTxnID()
 	if err != nil {
@@ -73,7 +97,7 @@ func (m *Machine) RequestToDevice(now time.Time, to id.UserID, devices []id.Devi
 	}
 	devices = slices.DeleteFunc(slices.Clone(devices), func(d id.DeviceID) bool { return to == m.cfg.Own.User && d == m.cfg.Own.Device })
 	if len(devices) == 0 {
-		return Result{}, errors.New("verification: request: no device other than ours")
+		return Result{}, fmt.Errorf("verification: request: no device other than ours: %w", ErrInvalidArgument)
 	}
 	ref := FlowRef{Transport: ToDevice, User: to, ID: txn}
 	f := m.newFlow(ref, now)
@@ -112,11 +136,14 @@ func (m *Machine) RequestInRoomContent(room id.RoomID, to id.UserID) Outgoing {
 // is the flow ID.
 func (m *Machine) RequestSentInRoom(now time.Time, room id.RoomID, to id.UserID, eventID id.EventID) (FlowRef, error) {
 	if to == m.cfg.Own.User {
-		return FlowRef{}, errors.New("verification: in-room verification is between different users")
+		return FlowRef{}, fmt.Errorf("verification: in-room verification is between different users: %w", ErrInvalidArgument)
 	}
 	ref := FlowRef{Transport: InRoom, Room: room, ID: eventID.String()}
-	if _, dup := m.flows[ref]; dup || len(m.flows) >= MaxFlows {
-		return FlowRef{}, errors.New("verification: cannot register request")
+	if _, dup := m.flows[ref]; dup {
+		return FlowRef{}, fmt.Errorf("verification: request %s registered twice: %w", ref.ID, ErrWrongState)
+	}
+	if m.full() {
+		return FlowRef{}, ErrTooManyFlows
 	}
 	f := m.newFlow(ref, now)
 	f.their = sas.Party{User: to}
@@ -391,8 +418,8 @@ func (m *Machine) handleRequest(now time.Time, ref FlowRef, in Incoming, c *cont
 	if now.Sub(sent) > RequestMaxAge {
 		return Result{}, fmt.Errorf("verification: request expired: %w", ErrIgnored)
 	}
-	if len(m.flows) >= MaxFlows {
-		return Result{}, fmt.Errorf("verification: too many flows: %w", ErrIgnored)
+	if m.full() {
+		return Result{}, fmt.Errorf("%w: %w", ErrTooManyFlows, ErrIgnored)
 	}
 	f := m.newFlow(ref, now)
 	f.their = sas.Party{User: in.Sender, Device: from}
@@ -412,8 +439,8 @@ func (m *Machine) handleStartWithoutRequest(now time.Time, ref FlowRef, in Incom
 	if err != nil {
 		return Result{}, fmt.Errorf("verification: start from_device: %w", ErrInvalidMessage)
 	}
-	if len(m.flows) >= MaxFlows {
-		return Result{}, fmt.Errorf("verification: too many flows: %w", ErrIgnored)
+	if m.full() {
+		return Result{}, fmt.Errorf("%w: %w", ErrTooManyFlows, ErrIgnored)
 	}
 	if !in.SenderDevice.IsZero() && in.SenderDevice != from {
 		return Result{}, fmt.Errorf("verification: start from_device: %w", ErrSenderMismatch)

@@ -2,6 +2,7 @@ package verification
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -695,5 +696,33 @@ func TestUserCancel(t *testing.T) {
 	// Nothing answers a cancel.
 	if _, err := b.m.StartSAS(w.now, s.respRef); !errors.Is(err, ErrWrongState) {
 		t.Fatalf("start after cancel: %v", err)
+	}
+}
+
+// Rule: the number of flows is bounded; finished flows make room.
+func TestMaxFlows(t *testing.T) {
+	w, a, b := pair(t, Options{})
+	req := func(txn string) (Result, error) {
+		c := encode(map[string]any{"transaction_id": txn, "from_device": "ALICEDEV", "methods": []any{MethodSAS}, "timestamp": w.now.UnixMilli()})
+		return b.m.Handle(w.now, Incoming{Transport: ToDevice, Type: TypeRequest, Sender: a.u.id, Content: c})
+	}
+	var first FlowRef
+	for i := range MaxFlows {
+		r, err := req(fmt.Sprintf("flood%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = r.Flow
+		}
+	}
+	if _, err := req("one-more"); !errors.Is(err, ErrTooManyFlows) {
+		t.Fatalf("flow %d: %v", MaxFlows+1, err)
+	}
+	if _, err := b.m.Cancel(w.now, first); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := req("one-more"); err != nil || r.Request == nil {
+		t.Fatalf("after a flow finished: %v", err)
 	}
 }
