@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,5 +128,69 @@ func BenchmarkE2EESendToDevice1000(b *testing.B) {
 	for b.Loop() {
 		i++
 		bs.post(b, "PUT", fmt.Sprintf("%s/sendToDevice/m.room.encrypted/b%d", v3, i), tok, map[string]any{"messages": msgs})
+	}
+}
+
+func (bs *benchServer) get(b *testing.B, path, tok string) map[string]any {
+	req, _ := http.NewRequest("GET", bs.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != 200 {
+		b.Errorf("GET %s: %d %v", path, res.StatusCode, err)
+	}
+	return out
+}
+
+// BenchmarkE2EEToDeviceFanOutDelivery measures one sendToDevice to 1,000
+// long-polling devices until every one has it in /sync (myelin-bench's
+// to_device scenario).
+func BenchmarkE2EEToDeviceFanOutDelivery(b *testing.B) {
+	bs := startBench(b)
+	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 2000
+	type dev struct{ u, d, tok, since string }
+	var devs []*dev
+	msgs := map[string]map[string]any{}
+	for i := range 1000 {
+		u, d := fmt.Sprintf("@u%02d:test.local", i%50), fmt.Sprintf("D%04d", i)
+		devs = append(devs, &dev{u: u, d: d, tok: bs.device(b, u, d)})
+		if msgs[u] == nil {
+			msgs[u] = map[string]any{}
+		}
+		msgs[u][d] = map[string]any{"algorithm": "m.olm.v1.curve25519-aes-sha2", "body": string(bytes.Repeat([]byte("A"), 160))}
+	}
+	sender := devs[0].tok
+	filter := "&filter=" + `%7B%22room%22:%7B%22rooms%22:%5B%5D%7D%7D`
+	for _, d := range devs {
+		d.since, _ = bs.get(b, v3+"/sync?timeout=0"+filter, d.tok)["next_batch"].(string)
+	}
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		n++
+		var wg sync.WaitGroup
+		for _, d := range devs {
+			wg.Go(func() {
+				for {
+					r := bs.get(b, v3+"/sync?timeout=30000&since="+d.since+filter, d.tok)
+					if r == nil {
+						return
+					}
+					d.since, _ = r["next_batch"].(string)
+					if evs, _ := path(r, "to_device", "events").([]any); len(evs) > 0 {
+						return
+					}
+				}
+			})
+		}
+		// Wait until every sync is parked (they return only on a wake-up).
+		time.Sleep(300 * time.Millisecond)
+		bs.post(b, "PUT", fmt.Sprintf("%s/sendToDevice/m.room.encrypted/f%d", v3, n), sender, map[string]any{"messages": msgs})
+		wg.Wait()
 	}
 }

@@ -35,7 +35,7 @@ func (s *Store) deleteE2EEDevices(t *Tx, userID string, deviceIDs []string) erro
 	}
 	for _, q := range []string{
 		`DELETE FROM e2ee_device_keys WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
-		`DELETE FROM e2ee_one_time_keys WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
+		`DELETE FROM e2ee_otk WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
 		`DELETE FROM e2ee_fallback_keys WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
 		`DELETE FROM e2ee_to_device WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
 		`DELETE FROM e2ee_key_signatures WHERE target_user_id=? AND target_key_id IN (SELECT value FROM json_each(?))`,
@@ -107,23 +107,8 @@ func (s *Store) UploadKeys(ctx context.Context, u storage.KeyUpload) (map[string
 				changes = append(changes, c)
 			}
 		}
-		for _, k := range u.OneTimeKeys {
-			res, err := t.Exec(`INSERT INTO e2ee_one_time_keys(user_id, device_id, algorithm, key_id, key_json) VALUES(?,?,?,?,?)
-				ON CONFLICT(user_id, device_id, algorithm, key_id) DO NOTHING`,
-				u.UserID, u.DeviceID, k.Algorithm, k.KeyID, string(k.JSON))
-			if err != nil {
-				return fmt.Errorf("sqlite: store one-time key: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				var old string
-				if err := t.QueryRow(`SELECT key_json FROM e2ee_one_time_keys WHERE user_id=? AND device_id=? AND algorithm=? AND key_id=?`,
-					u.UserID, u.DeviceID, k.Algorithm, k.KeyID).Scan(&old); err != nil {
-					return fmt.Errorf("sqlite: read one-time key: %w", err)
-				}
-				if old != string(k.JSON) {
-					return storage.ErrKeyConflict
-				}
-			}
+		if err := putOneTimeKeys(t, u); err != nil {
+			return err
 		}
 		for _, k := range u.FallbackKeys {
 			var oldID, oldJSON string
@@ -154,7 +139,7 @@ func (s *Store) UploadKeys(ctx context.Context, u storage.KeyUpload) (map[string
 func otkCounts(q interface {
 	Query(q string, args ...any) (*sql.Rows, error)
 }, userID, deviceID string) (map[string]int, error) {
-	rows, err := q.Query(`SELECT algorithm, COUNT(*) FROM e2ee_one_time_keys WHERE user_id=? AND device_id=? GROUP BY algorithm`, userID, deviceID)
+	rows, err := q.Query(`SELECT algorithm, COUNT(*) FROM e2ee_otk WHERE user_id=? AND device_id=? GROUP BY algorithm`, userID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: count one-time keys: %w", err)
 	}
@@ -229,9 +214,63 @@ func (s *Store) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (
 	return otkCounts(ctxQuerier{ctx, s.r}, userID, deviceID)
 }
 
+// putOneTimeKeys stores new one-time keys after the device's existing ones
+// (seq orders claims by upload). A key ID already stored with the same
+// content is skipped; with other content it is ErrKeyConflict.
+func putOneTimeKeys(t *Tx, u storage.KeyUpload) error {
+	byAlg := map[string][]storage.OneTimeKey{}
+	var algs []string
+	for _, k := range u.OneTimeKeys {
+		if byAlg[k.Algorithm] == nil {
+			algs = append(algs, k.Algorithm)
+		}
+		byAlg[k.Algorithm] = append(byAlg[k.Algorithm], k)
+	}
+	for _, alg := range algs {
+		existing := map[string]string{}
+		var seq int64
+		rows, err := t.Query(`SELECT seq, key_id, key_json FROM e2ee_otk WHERE user_id=? AND device_id=? AND algorithm=?`,
+			u.UserID, u.DeviceID, alg)
+		if err != nil {
+			return fmt.Errorf("sqlite: read one-time keys: %w", err)
+		}
+		for rows.Next() {
+			var sq int64
+			var id, js string
+			if err := rows.Scan(&sq, &id, &js); err != nil {
+				rows.Close()
+				return err
+			}
+			seq = max(seq, sq)
+			existing[id] = js
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, k := range byAlg[alg] {
+			if old, ok := existing[k.KeyID]; ok {
+				if old != string(k.JSON) {
+					return storage.ErrKeyConflict
+				}
+				continue
+			}
+			seq++
+			existing[k.KeyID] = string(k.JSON)
+			if _, err := t.Exec(`INSERT INTO e2ee_otk(user_id, device_id, algorithm, seq, key_id, key_json) VALUES(?,?,?,?,?,?)`,
+				u.UserID, u.DeviceID, alg, seq, k.KeyID, string(k.JSON)); err != nil {
+				return fmt.Errorf("sqlite: store one-time key: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
 type ctxQuerier struct {
 	ctx context.Context
-	db  *sql.DB
+	db  interface {
+		QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	}
 }
 
 func (c ctxQuerier) Query(q string, args ...any) (*sql.Rows, error) {
@@ -273,11 +312,10 @@ func (s *Store) ClaimKeys(ctx context.Context, claims []storage.KeyClaim) ([]sto
 	err = s.Write(ctx, func(t *Tx) error {
 		out = out[:0]
 		got := make(map[[3]string]bool, len(claims))
-		rows, err := t.Query(`DELETE FROM e2ee_one_time_keys WHERE id IN (
-				SELECT (SELECT o.id FROM e2ee_one_time_keys o
-					WHERE o.user_id=json_extract(j.value, '$[0]') AND o.device_id=json_extract(j.value, '$[1]')
-					AND o.algorithm=json_extract(j.value, '$[2]') ORDER BY o.id LIMIT 1)
-				FROM json_each(?) j)
+		rows, err := t.Query(`DELETE FROM e2ee_otk WHERE (user_id, device_id, algorithm, seq) IN (
+				SELECT u, d, a, (SELECT MIN(o.seq) FROM e2ee_otk o WHERE o.user_id=u AND o.device_id=d AND o.algorithm=a)
+				FROM (SELECT json_extract(value, '$[0]') AS u, json_extract(value, '$[1]') AS d, json_extract(value, '$[2]') AS a
+					FROM json_each(?)))
 			RETURNING user_id, device_id, algorithm, key_id, key_json`, string(param))
 		if err != nil {
 			return fmt.Errorf("sqlite: claim one-time keys: %w", err)
@@ -528,11 +566,15 @@ func (s *Store) SendToDevice(ctx context.Context, m storage.ToDeviceSend) (int64
 		if len(arr) == 0 {
 			return nil
 		}
-		if _, err := t.Exec(`INSERT INTO e2ee_to_device(user_id, device_id, stream_pos, sender, type, content)
-			SELECT d.user_id, d.device_id, ?, ?, ?, json_extract(j.value, '$[2]')
-			FROM json_each(?) j JOIN devices d ON d.user_id=json_extract(j.value, '$[0]')
-				AND (json_extract(j.value, '$[1]')='*' OR d.device_id=json_extract(j.value, '$[1]'))
-			ORDER BY j.key, d.device_id`, pos, m.Sender, m.Type, string(param)); err != nil {
+		// The CTE is materialised so that each message is parsed once, not
+		// once per candidate device row of the join.
+		if _, err := t.Exec(`WITH j AS MATERIALIZED (
+				SELECT key AS k, json_extract(value, '$[0]') AS u, json_extract(value, '$[1]') AS dv,
+					json_extract(value, '$[2]') AS c FROM json_each(?4))
+			INSERT INTO e2ee_to_device(user_id, device_id, stream_pos, sender, type, content)
+			SELECT d.user_id, d.device_id, ?1, ?2, ?3, j.c
+			FROM j JOIN devices d ON d.user_id=j.u AND (j.dv='*' OR d.device_id=j.dv)
+			ORDER BY j.k, d.device_id`, pos, m.Sender, m.Type, string(param)); err != nil {
 			return fmt.Errorf("sqlite: queue to-device messages: %w", err)
 		}
 		t.Wake(users...)
