@@ -98,11 +98,11 @@ type Event struct {
 // them; whether to encrypt is decided by the e2ee machine, which never
 // forgets that a room was encrypted.
 type Room struct {
-	ID         string
-	Name       string
-	Membership string            // our membership: join, invite, leave
-	Members    map[string]string // user ID -> membership
-	Encrypted  bool              // m.room.encryption seen
+	ID         string            `json:"id"`
+	Name       string            `json:"name,omitempty"`
+	Membership string            `json:"membership"` // ours: join, invite, leave
+	Members    map[string]string `json:"members"`    // user ID -> membership
+	Encrypted  bool              `json:"encrypted"`  // m.room.encryption seen
 }
 
 // Client is a logged-in device: HTTP, the e2ee machine and the sync loop.
@@ -140,6 +140,7 @@ type session struct {
 	DeviceID    string `json:"device_id"`
 	AccessToken string `json:"access_token"`
 	Since       string `json:"since,omitempty"`
+	Rooms       []Room `json:"rooms,omitempty"`
 }
 
 // Register creates an account on the homeserver, logs its first device in,
@@ -153,7 +154,7 @@ func Register(ctx context.Context, homeserver, username, password string, o Opti
 	if _, err := h.Register(ctx, username, password, "", o.DeviceDisplayName); err != nil {
 		return nil, err
 	}
-	c, err := open(ctx, h, homeserver, o)
+	c, err := open(ctx, h, homeserver, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +177,7 @@ func Login(ctx context.Context, homeserver, user, password string, signer *cross
 	if _, err := h.Login(ctx, user, password, "", o.DeviceDisplayName); err != nil {
 		return nil, err
 	}
-	c, err := open(ctx, h, homeserver, o)
+	c, err := open(ctx, h, homeserver, o, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -207,20 +208,28 @@ func Resume(ctx context.Context, o Options) (*Client, error) {
 		return nil, err
 	}
 	h.SetSession(s.AccessToken, s.UserID, s.DeviceID)
-	c, err := open(ctx, h, s.Homeserver, o)
-	if err != nil {
-		return nil, err
-	}
-	c.since = s.Since
-	return c, nil
+	return open(ctx, h, s.Homeserver, o, &s)
 }
 
 func newHTTP(homeserver string, o Options) (*HTTP, error) {
 	return NewHTTP(homeserver, HTTPOptions{HTTPClient: o.HTTPClient, Logger: o.Logger, MaxResponseBytes: o.MaxResponseBytes})
 }
 
-func open(ctx context.Context, h *HTTP, homeserver string, o Options) (*Client, error) {
+func open(ctx context.Context, h *HTTP, homeserver string, o Options, prev *session) (*Client, error) {
 	c := &Client{http: h, log: o.Logger, opts: o, rooms: map[string]*Room{}, synced: make(chan struct{}), dir: o.StoreDir}
+	if prev != nil {
+		c.since = prev.Since
+		for i := range prev.Rooms {
+			r := prev.Rooms[i]
+			if r.ID == "" {
+				continue
+			}
+			if r.Members == nil {
+				r.Members = map[string]string{}
+			}
+			c.rooms[r.ID] = &r
+		}
+	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -322,6 +331,7 @@ func (c *Client) saveSession(homeserver string) error {
 	c.mu.Lock()
 	s := session{Homeserver: homeserver, UserID: user, DeviceID: dev, AccessToken: tok, Since: c.since}
 	c.mu.Unlock()
+	s.Rooms = c.Rooms()
 	b, _ := json.Marshal(s)
 	tmp := filepath.Join(c.dir, "session.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {

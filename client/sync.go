@@ -177,10 +177,10 @@ func (c *Client) track(rid, membership string, state, tl []api.ClientEvent) e2ee
 				if json.Unmarshal(ev.Content, &m) == nil {
 					r.Members[*ev.StateKey] = m.Membership
 				}
-				ru.Events = append(ru.Events, ev)
+				ru.Events = append(ru.Events, e2ee.Event(ev))
 			case "m.room.encryption":
 				r.Encrypted = true
-				ru.Events = append(ru.Events, ev)
+				ru.Events = append(ru.Events, e2ee.Event(ev))
 			case "m.room.name":
 				var n struct {
 					Name string `json:"name"`
@@ -195,7 +195,7 @@ func (c *Client) track(rid, membership string, state, tl []api.ClientEvent) e2ee
 }
 
 func (c *Client) decryptAndDeliver(ctx context.Context, room string, ev api.ClientEvent) {
-	d, err := c.m.Decrypt(ctx, room, ev)
+	d, err := c.m.Decrypt(ctx, room, e2ee.Event(ev))
 	out := Event{RoomID: room, Encrypted: ev.Type == "m.room.encrypted", Raw: ev}
 	if err != nil {
 		var u *e2ee.UTDError
@@ -212,7 +212,7 @@ func (c *Client) decryptAndDeliver(ctx context.Context, room string, ev api.Clie
 			c.mu.Unlock()
 		}
 	} else {
-		out.Event, out.Provenance = d.Event, d.Provenance
+		out.Event, out.Provenance = api.ClientEvent(d.Event), d.Provenance
 		out.Event.RoomID = room
 		if out.Event.EventID == "" {
 			out.Event.EventID = ev.EventID
@@ -229,7 +229,7 @@ func (c *Client) retryPending(ctx context.Context) {
 	c.mu.Unlock()
 	var keep []api.ClientEvent
 	for _, ev := range p {
-		d, err := c.m.Decrypt(ctx, ev.RoomID, ev)
+		d, err := c.m.Decrypt(ctx, ev.RoomID, e2ee.Event(ev))
 		if err != nil {
 			var u *e2ee.UTDError
 			if errors.As(err, &u) && (u.Reason == e2ee.UTDNoSession || u.Reason == e2ee.UTDWithheld) {
@@ -237,7 +237,7 @@ func (c *Client) retryPending(ctx context.Context) {
 			}
 			continue
 		}
-		out := Event{RoomID: ev.RoomID, Encrypted: true, Raw: ev, Event: d.Event, Provenance: d.Provenance, Retried: true}
+		out := Event{RoomID: ev.RoomID, Encrypted: true, Raw: ev, Event: api.ClientEvent(d.Event), Provenance: d.Provenance, Retried: true}
 		out.Event.RoomID = ev.RoomID
 		if out.Event.EventID == "" {
 			out.Event.EventID = ev.EventID

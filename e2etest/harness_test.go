@@ -16,6 +16,7 @@ import (
 
 	"myelin/client"
 	"myelin/crypto/crosssign"
+	"myelin/e2ee"
 	"myelin/server/httpapi"
 	"myelin/server/storage/sqlite"
 	msync "myelin/server/sync"
@@ -278,14 +279,17 @@ func (tc *tclient) resume(dir string) *tclient {
 	return n
 }
 
-// knowsDevice waits until tc's e2ee machine lists dev of user.
+// knowsDevice waits until tc's e2ee machine lists dev of user as a
+// cross-signed device (a device's keys are uploaded a moment before its
+// cross-signing signature: until then the strict policy withholds room keys
+// from it).
 func (tc *tclient) knowsDevice(user, dev string) {
 	tc.t.Helper()
 	ctx := ctxT(tc.t)
 	for {
 		st, err := tc.Machine().Identity(ctx, user)
 		if err == nil && st != nil {
-			if _, ok := st.Devices[dev]; ok {
+			if tr, ok := st.Devices[dev]; ok && (tr == e2ee.TrustCrossSignedPinned || tr == e2ee.TrustVerifiedIdentity) {
 				return
 			}
 		}

@@ -114,7 +114,7 @@ func TestThreeUsersSeveralDevicesLeaveRotates(t *testing.T) {
 	if err := carol.SyncOnce(ctxT(t), 0); err != nil {
 		t.Fatal(err)
 	}
-	_, err = carol.Machine().Decrypt(ctxT(t), room, after.Raw)
+	_, err = carol.Machine().Decrypt(ctxT(t), room, e2ee.Event(after.Raw))
 	var u *e2ee.UTDError
 	if !errors.As(err, &u) || (u.Reason != e2ee.UTDNoSession && u.Reason != e2ee.UTDWithheld) {
 		t.Fatalf("carol decrypting after leaving: err %v, want no session", err)
@@ -123,7 +123,7 @@ func TestThreeUsersSeveralDevicesLeaveRotates(t *testing.T) {
 		t.Fatal("carol saw the message sent after she left")
 	}
 	// The message before the leave is still readable for her.
-	if _, err := carol.Machine().Decrypt(ctxT(t), room, before.Raw); err != nil {
+	if _, err := carol.Machine().Decrypt(ctxT(t), room, e2ee.Event(before.Raw)); err != nil {
 		t.Fatalf("carol lost the history she was there for: %v", err)
 	}
 }
@@ -173,4 +173,59 @@ func TestNewDeviceAndOfflineCatchUp(t *testing.T) {
 	// And it can still send.
 	bob2b.send(room, "back online")
 	wantFrom(t, alice.text(room, "back online"), bob2)
+}
+
+// TestNoPlaintextIntoEncryptedRoom: once a room was seen encrypted, a
+// plaintext message-like event in it is flagged (never a normal message),
+// and when its m.room.encryption state is replaced by something else the
+// client refuses to send rather than fall back to plaintext.
+func TestNoPlaintextIntoEncryptedRoom(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "strict", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+
+	// Bob's raw HTTP client (a buggy or hostile client) posts plaintext.
+	const leak = "plaintext in an encrypted room"
+	h := bob.HTTP()
+	if _, err := h.SendEvent(ctxT(t), room, "m.room.message", h.NewTxnID(), map[string]string{"msgtype": "m.text", "body": leak}); err != nil {
+		t.Fatal(err)
+	}
+	ev := alice.waitEvent("flagged plaintext", func(ev client.Event) bool { return ev.RoomID == room && ev.Raw.Type == "m.room.message" })
+	var u *e2ee.UTDError
+	if !errors.As(ev.Err, &u) || u.Reason != e2ee.UTDUnencryptedInEncryptedRoom {
+		t.Fatalf("plaintext event delivered with err %v, want UTD %s", ev.Err, e2ee.UTDUnencryptedInEncryptedRoom)
+	}
+	if alice.hasText(leak) {
+		t.Fatal("plaintext shown as a normal message")
+	}
+
+	// The room's encryption state is replaced (a room admin, or a server
+	// forging state): sending must refuse, not downgrade.
+	if _, err := alice.HTTP().SendState(ctxT(t), room, "m.room.encryption", "", map[string]string{"algorithm": "m.none"}); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitEvent("encryption state alert", func(ev client.Event) bool {
+		return ev.Alert != nil && ev.Alert.Code == e2ee.AlertEncryptionStateChanged
+	})
+	for _, tc := range []*tclient{alice, bob} {
+		_, err := tc.SendText(ctxT(t), room, "must not go out")
+		if !errors.Is(err, e2ee.ErrEncryptionStateLost) && !errors.Is(err, e2ee.ErrPlaintextRefused) {
+			t.Fatalf("%s: send after the state change: err %v, want a refusal", tc.name, err)
+		}
+	}
+	msgs, err := alice.HTTP().Messages(ctxT(t), room, "", "b", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range msgs.Chunk {
+		if ev.Type == "m.room.message" && ev.Sender != bob.UserID() {
+			t.Fatalf("plaintext reached the server: %s", ev.Content)
+		}
+	}
 }
