@@ -159,9 +159,12 @@ func (s *Server) buildSync(ctx context.Context, sess Session, f *api.Filter, sin
 			joinedIDs = append(joinedIDs, m.RoomID)
 		}
 	}
-	var active map[string]bool
+	var active, receipts map[string]bool
 	if !initial && !fullState {
 		if active, err = s.store.RoomsWithEvents(ctx, joinedIDs, from.Pos, upto); err != nil {
+			return nil, false, err
+		}
+		if receipts, err = s.store.RoomsWithReceipts(ctx, joinedIDs, from.Pos, upto); err != nil {
 			return nil, false, err
 		}
 	}
@@ -194,13 +197,13 @@ func (s *Server) buildSync(ctx context.Context, sess Session, f *api.Filter, sin
 					}
 				}
 			}
-			if !newly && !active[m.RoomID] && len(roomAD[m.RoomID]) == 0 {
-				// Only ephemeral data can have changed.
-				eph, err := s.ephemeral(ctx, sess, m.RoomID, from, upto, typ, false)
-				if err != nil {
-					return nil, false, err
+			if !newly && !active[m.RoomID] && !receipts[m.RoomID] && len(roomAD[m.RoomID]) == 0 {
+				// Only typing (in memory) can have changed.
+				since := from.Typing
+				if from.Typing > typ {
+					since = -1
 				}
-				if len(eph) == 0 {
+				if _, changed := s.typing.users(m.RoomID, since, s.now()); !changed {
 					continue
 				}
 			}

@@ -176,6 +176,8 @@ type Receipts interface {
 	PutReceipt(ctx context.Context, r Receipt, wake []string) (int64, error)
 	// ReceiptsRange returns receipts of a room with from < pos <= to.
 	ReceiptsRange(ctx context.Context, roomID string, from, to int64) ([]Receipt, error)
+	// RoomsWithReceipts returns which of roomIDs have receipts with from < pos <= to.
+	RoomsWithReceipts(ctx context.Context, roomIDs []string, from, to int64) (map[string]bool, error)
 	// UserReceipt returns one user's receipt of a type, or ErrNotFound.
 	UserReceipt(ctx context.Context, roomID, userID, typ string) (Receipt, error)
 }

@@ -272,6 +272,15 @@ func (s *Store) VisibilityEvents(ctx context.Context, roomID string) ([]*storage
 
 // RoomsWithEvents implements storage.Rooms.
 func (s *Store) RoomsWithEvents(ctx context.Context, roomIDs []string, from, to int64) (map[string]bool, error) {
+	return s.roomsWith(ctx, "events", roomIDs, from, to)
+}
+
+// RoomsWithReceipts implements storage.Receipts.
+func (s *Store) RoomsWithReceipts(ctx context.Context, roomIDs []string, from, to int64) (map[string]bool, error) {
+	return s.roomsWith(ctx, "receipts", roomIDs, from, to)
+}
+
+func (s *Store) roomsWith(ctx context.Context, table string, roomIDs []string, from, to int64) (map[string]bool, error) {
 	out := map[string]bool{}
 	for len(roomIDs) > 0 {
 		n := min(len(roomIDs), 500)
@@ -281,7 +290,7 @@ func (s *Store) RoomsWithEvents(ctx context.Context, roomIDs []string, from, to 
 		for _, r := range chunk {
 			args = append(args, r)
 		}
-		rows, err := s.rq.QueryContext(ctx, `SELECT DISTINCT room_id FROM events WHERE stream_pos>? AND stream_pos<=? AND room_id IN (`+
+		rows, err := s.rq.QueryContext(ctx, `SELECT DISTINCT room_id FROM `+table+` WHERE stream_pos>? AND stream_pos<=? AND room_id IN (`+
 			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: rooms with events: %w", err)
