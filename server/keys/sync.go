@@ -48,11 +48,18 @@ type SyncData struct {
 // a later token acknowledges them, so a lost response loses nothing.
 func (s *Service) Sync(ctx context.Context, req SyncRequest) (*SyncData, error) {
 	d := &SyncData{ToDevice: []ToDeviceEvent{}, ToDeviceNext: req.ToDeviceSince, Changed: []string{}, Left: []string{}}
-	evs, err := s.store.ToDevice(ctx, req.UserID, req.DeviceID, req.ToDeviceSince, ToDeviceLimit)
+	st, err := s.store.DeviceSyncState(ctx, req.UserID, req.DeviceID, req.ToDeviceSince, ToDeviceLimit)
 	if err != nil {
-		return nil, internal("sync: to-device", err)
+		return nil, internal("sync: device state", err)
 	}
-	for _, e := range evs {
+	if st.AckPending {
+		// The since token proves the client got the response that carried
+		// these messages: delete them now.
+		if err := s.store.AckToDevice(ctx, req.UserID, req.DeviceID, req.ToDeviceSince); err != nil {
+			return nil, internal("sync: acknowledge to-device", err)
+		}
+	}
+	for _, e := range st.ToDevice {
 		d.ToDevice = append(d.ToDevice, ToDeviceEvent{Sender: e.Sender, Type: e.Type, Content: e.Content})
 		d.ToDeviceNext = e.ID
 	}
@@ -66,19 +73,11 @@ func (s *Service) Sync(ctx context.Context, req SyncRequest) (*SyncData, error) 
 			return nil, err
 		}
 	}
-	counts, err := s.store.OneTimeKeyCounts(ctx, req.UserID, req.DeviceID)
-	if err != nil {
-		return nil, internal("sync: one-time key counts", err)
+	d.OneTimeKeysCount = withSignedCurve(st.OneTimeKeyCounts)
+	d.UnusedFallbackKeyTypes = st.UnusedFallbackKeyTypes
+	if d.UnusedFallbackKeyTypes == nil {
+		d.UnusedFallbackKeyTypes = []string{}
 	}
-	d.OneTimeKeysCount = withSignedCurve(counts)
-	fb, err := s.store.UnusedFallbackKeyTypes(ctx, req.UserID, req.DeviceID)
-	if err != nil {
-		return nil, internal("sync: fallback key types", err)
-	}
-	if fb == nil {
-		fb = []string{}
-	}
-	d.UnusedFallbackKeyTypes = fb
 	return d, nil
 }
 

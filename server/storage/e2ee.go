@@ -130,6 +130,15 @@ type ToDeviceEvent struct {
 	Content json.RawMessage
 }
 
+// DeviceSyncState is the per-device E2EE state a /sync response carries.
+type DeviceSyncState struct {
+	ToDevice               []ToDeviceEvent
+	OneTimeKeyCounts       map[string]int
+	UnusedFallbackKeyTypes []string
+	// AckPending is set when acknowledged messages are still stored.
+	AckPending bool
+}
+
 // BackupVersion is a key-backup version's metadata.
 type BackupVersion struct {
 	UserID    string
@@ -212,6 +221,13 @@ type E2EE interface {
 	// the device's next sync), then returns up to limit queued messages with
 	// ID > ack in arrival order.
 	ToDevice(ctx context.Context, userID, deviceID string, ack int64, limit int) ([]ToDeviceEvent, error)
+	// DeviceSyncState reads, in one query, what /sync needs of a device: up
+	// to limit queued to-device messages with ID > ack, the one-time key
+	// counts, the unused fallback key types, and whether messages with
+	// ID <= ack are still stored (to be deleted with AckToDevice).
+	DeviceSyncState(ctx context.Context, userID, deviceID string, ack int64, limit int) (DeviceSyncState, error)
+	// AckToDevice deletes the device's messages with ID <= ack.
+	AckToDevice(ctx context.Context, userID, deviceID string, ack int64) error
 	// HasToDevice reports whether the device has queued messages with ID > ack.
 	HasToDevice(ctx context.Context, userID, deviceID string, ack int64) (bool, error)
 

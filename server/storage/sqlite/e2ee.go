@@ -583,42 +583,62 @@ func (s *Store) SendToDevice(ctx context.Context, m storage.ToDeviceSend) (int64
 	return pos, err
 }
 
-// ToDevice implements storage.E2EE. The acknowledgement is a write only when
-// there is something to delete.
+// ToDevice implements storage.E2EE.
 func (s *Store) ToDevice(ctx context.Context, userID, deviceID string, ack int64, limit int) ([]storage.ToDeviceEvent, error) {
-	if ack > 0 {
-		var one int
-		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM e2ee_to_device WHERE user_id=? AND device_id=? AND id<=? LIMIT 1`,
-			userID, deviceID, ack).Scan(&one)
-		switch {
-		case err == nil:
-			if err := s.Write(ctx, func(t *Tx) error {
-				_, err := t.Exec(`DELETE FROM e2ee_to_device WHERE user_id=? AND device_id=? AND id<=?`, userID, deviceID, ack)
-				return err
-			}); err != nil {
-				return nil, fmt.Errorf("sqlite: acknowledge to-device: %w", err)
-			}
-		case !errors.Is(err, sql.ErrNoRows):
-			return nil, fmt.Errorf("sqlite: check to-device: %w", err)
+	st, err := s.DeviceSyncState(ctx, userID, deviceID, ack, limit)
+	if err != nil {
+		return nil, err
+	}
+	if st.AckPending {
+		if err := s.AckToDevice(ctx, userID, deviceID, ack); err != nil {
+			return nil, fmt.Errorf("sqlite: acknowledge to-device: %w", err)
 		}
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, stream_pos, sender, type, content FROM e2ee_to_device
-		WHERE user_id=? AND device_id=? AND id>? ORDER BY id LIMIT ?`, userID, deviceID, ack, limit)
+	return st.ToDevice, nil
+}
+
+// DeviceSyncState implements storage.E2EE.
+func (s *Store) DeviceSyncState(ctx context.Context, userID, deviceID string, ack int64, limit int) (storage.DeviceSyncState, error) {
+	st := storage.DeviceSyncState{OneTimeKeyCounts: map[string]int{}, UnusedFallbackKeyTypes: []string{}}
+	rows, err := s.r.QueryContext(ctx, `SELECT 0, id, stream_pos, sender, type, content FROM (
+			SELECT id, stream_pos, sender, type, content FROM e2ee_to_device
+			WHERE user_id=?1 AND device_id=?2 AND id>?3 ORDER BY id LIMIT ?4)
+		UNION ALL SELECT 1, COUNT(*), 0, algorithm, '', '' FROM e2ee_otk WHERE user_id=?1 AND device_id=?2 GROUP BY algorithm
+		UNION ALL SELECT 2, 0, 0, algorithm, '', '' FROM e2ee_fallback_keys WHERE user_id=?1 AND device_id=?2 AND used=0
+		UNION ALL SELECT 3, 0, 0, '', '', '' WHERE ?3 > 0 AND EXISTS (
+			SELECT 1 FROM e2ee_to_device WHERE user_id=?1 AND device_id=?2 AND id<=?3)`, userID, deviceID, ack, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: to-device: %w", err)
+		return st, fmt.Errorf("sqlite: device sync state: %w", err)
 	}
 	defer rows.Close()
-	var out []storage.ToDeviceEvent
 	for rows.Next() {
+		var kind int
 		var e storage.ToDeviceEvent
-		var c string
-		if err := rows.Scan(&e.ID, &e.Pos, &e.Sender, &e.Type, &c); err != nil {
-			return nil, err
+		var a, b, c string
+		if err := rows.Scan(&kind, &e.ID, &e.Pos, &a, &b, &c); err != nil {
+			return st, err
 		}
-		e.Content = json.RawMessage(c)
-		out = append(out, e)
+		switch kind {
+		case 0:
+			e.Sender, e.Type, e.Content = a, b, json.RawMessage(c)
+			st.ToDevice = append(st.ToDevice, e)
+		case 1:
+			st.OneTimeKeyCounts[a] = int(e.ID)
+		case 2:
+			st.UnusedFallbackKeyTypes = append(st.UnusedFallbackKeyTypes, a)
+		case 3:
+			st.AckPending = true
+		}
 	}
-	return out, rows.Err()
+	return st, rows.Err()
+}
+
+// AckToDevice implements storage.E2EE.
+func (s *Store) AckToDevice(ctx context.Context, userID, deviceID string, ack int64) error {
+	return s.Write(ctx, func(t *Tx) error {
+		_, err := t.Exec(`DELETE FROM e2ee_to_device WHERE user_id=? AND device_id=? AND id<=?`, userID, deviceID, ack)
+		return err
+	})
 }
 
 // HasToDevice implements storage.E2EE.

@@ -443,3 +443,39 @@ func BenchmarkE2EESendToDevice1000(b *testing.B) {
 		}
 	}
 }
+
+func TestE2EEDeviceSyncState(t *testing.T) {
+	s := openE2EE(t)
+	ctx := context.Background()
+	addDevices(t, s, "@a:hs", "A")
+	addDevices(t, s, "@b:hs", "B")
+	if _, _, err := s.UploadKeys(ctx, storage.KeyUpload{UserID: "@b:hs", DeviceID: "B",
+		OneTimeKeys:  []storage.OneTimeKey{otk("signed_curve25519", "1", "x"), otk("signed_curve25519", "2", "y"), otk("curve25519", "3", "z")},
+		FallbackKeys: []storage.OneTimeKey{otk("signed_curve25519", "F", "f")}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s.SendToDevice(ctx, storage.ToDeviceSend{Sender: "@a:hs", SenderDevice: "A", TxnID: fmt.Sprint(i), Type: "m.t",
+			Messages: []storage.ToDeviceMessage{{UserID: "@b:hs", DeviceID: "B", Content: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := s.DeviceSyncState(ctx, "@b:hs", "B", 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.ToDevice) != 2 || st.AckPending || st.OneTimeKeyCounts["signed_curve25519"] != 2 || st.OneTimeKeyCounts["curve25519"] != 1 ||
+		fmt.Sprint(st.UnusedFallbackKeyTypes) != "[signed_curve25519]" {
+		t.Fatalf("state: %+v", st)
+	}
+	st2, _ := s.DeviceSyncState(ctx, "@b:hs", "B", st.ToDevice[1].ID, 2)
+	if len(st2.ToDevice) != 1 || !st2.AckPending || string(st2.ToDevice[0].Content) != `{"i":2}` {
+		t.Fatalf("after ack: %+v", st2)
+	}
+	if err := s.AckToDevice(ctx, "@b:hs", "B", st.ToDevice[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if st3, _ := s.DeviceSyncState(ctx, "@b:hs", "B", st.ToDevice[1].ID, 2); st3.AckPending || len(st3.ToDevice) != 1 {
+		t.Fatalf("after delete: %+v", st3)
+	}
+}
