@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"myelin/api"
@@ -150,11 +149,13 @@ func (s *Server) checkPassword(r *http.Request, userID, pw string) (bool, error)
 		return false, nil
 	}
 	u, err := s.store.User(r.Context(), userID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.PasswordHash == "") {
-		return false, nil
-	}
-	if err != nil {
+	known := err == nil && u.PasswordHash != ""
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false, err
+	}
+	if !known {
+		// Hash anyway so that response time does not reveal whether the user exists.
+		u.PasswordHash = s.dummyHash()
 	}
 	select {
 	case s.hashSem <- struct{}{}:
@@ -166,7 +167,18 @@ func (s *Server) checkPassword(r *http.Request, userID, pw string) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	return ok, nil
+	return ok && known, nil
+}
+
+// dummyHash returns a hash that no password matches in practice, made once.
+func (s *Server) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		h, err := auth.HashPassword(s.rand, "myelin dummy password")
+		if err == nil {
+			s.dummy = h
+		}
+	})
+	return s.dummy
 }
 
 // ---- register / login ----
@@ -612,6 +624,9 @@ func (s *Server) postFilter(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(raw) > 64<<10 {
+		return nil, api.TooLarge("filter too large")
+	}
 	var f api.Filter
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, api.BadJSON("invalid filter")
@@ -784,5 +799,3 @@ func (s *Server) userDirectorySearch(r *http.Request) (any, error) {
 	}
 	return map[string]any{"results": results, "limited": false}, nil
 }
-
-var _ = strconv.Itoa

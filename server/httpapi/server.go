@@ -89,6 +89,9 @@ type Server struct {
 	quitOnce gosync.Once
 	cache    roomCache
 
+	dummyOnce gosync.Once
+	dummy     string
+
 	seenMu   gosync.Mutex
 	lastSeen map[Session]time.Time
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -314,4 +313,3 @@ func (t *Tx) TxnTx(k storage.TxnKey) (storage.TxnResult, error) {
 	return r, nil
 }
 
-var _ = errors.Is
