@@ -312,4 +312,3 @@ func (t *Tx) TxnTx(k storage.TxnKey) (storage.TxnResult, error) {
 	r.Body = json.RawMessage(body)
 	return r, nil
 }
-
