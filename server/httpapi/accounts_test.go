@@ -330,3 +330,28 @@ func TestLimits(t *testing.T) {
 		t.Errorf("no 429 after 10 requests with burst 3")
 	}
 }
+
+func TestPasswordChangeAndProfilePropagation(t *testing.T) {
+	ts := startServer(t, nil)
+	a := ts.register("alice")
+	other := ts.must(200, "POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password", "user": "alice", "password": "pw-alice"}).str("access_token")
+	room := ts.createRoom(a, nil)
+	r := ts.must(401, "POST", "/_matrix/client/v3/account/password", a.token, map[string]any{"new_password": "new"})
+	ts.must(401, "POST", "/_matrix/client/v3/account/password", a.token, map[string]any{"new_password": "new", "auth": map[string]any{
+		"type": "m.login.password", "session": r.str("session"), "user": "alice", "password": "wrong"}})
+	ts.must(200, "POST", "/_matrix/client/v3/account/password", a.token, map[string]any{"new_password": "new", "auth": map[string]any{
+		"type": "m.login.password", "session": r.str("session"), "user": "alice", "password": "pw-alice"}})
+	// Other devices are logged out, this one stays; the old password no longer works.
+	if r := ts.do("GET", "/_matrix/client/v3/account/whoami", other, nil); r.status != 401 {
+		t.Errorf("other device survived password change: %d", r.status)
+	}
+	ts.must(200, "GET", "/_matrix/client/v3/account/whoami", a.token, nil)
+	ts.must(403, "POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password", "user": "alice", "password": "pw-alice"})
+	ts.must(200, "POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password", "user": "alice", "password": "new"})
+	// A display name change reaches the member event of every joined room.
+	ts.must(200, "PUT", "/_matrix/client/v3/profile/"+a.id+"/displayname", a.token, map[string]any{"displayname": "Alice A."})
+	r = ts.must(200, "GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(a.id), a.token, nil)
+	if r.str("displayname") != "Alice A." || r.str("membership") != "join" {
+		t.Errorf("member event after profile change: %s", r.raw)
+	}
+}
