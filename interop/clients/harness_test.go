@@ -100,8 +100,6 @@ func startHomeserver(t *testing.T) *homeserver {
 		t.Fatalf("mautrix olm driver is %q, want goolm", olm.Driver)
 	}
 	dir := t.TempDir()
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := map[string]any{
 		"server_name": "localhost",
 		"log":         map[string]any{"level": "info", "format": "text"},
@@ -116,7 +114,34 @@ func startHomeserver(t *testing.T) *homeserver {
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "myelind.log")
+	rec := &recorder{}
+	// The free port can be taken by someone else before myelind binds it
+	// (tests run in parallel): then myelind exits and we try another.
+	var direct string
+	for attempt := 1; ; attempt++ {
+		var ok bool
+		direct, ok = launchMyelind(t, dir, cfgPath, attempt, rec)
+		if ok {
+			break
+		}
+		if attempt == 3 {
+			t.Fatal("myelind exited before answering /versions three times")
+		}
+	}
+	target, _ := url.Parse(direct)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1
+	srv := httptest.NewServer(rec.wrap(proxy))
+	t.Cleanup(srv.Close)
+	return &homeserver{URL: srv.URL, ServerName: "localhost", rec: rec}
+}
+
+// launchMyelind starts one myelind process and waits until it answers
+// /versions. It reports false if the process exited first.
+func launchMyelind(t *testing.T, dir, cfgPath string, attempt int, rec *recorder) (string, bool) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	logPath := filepath.Join(dir, fmt.Sprintf("myelind-%d.log", attempt))
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +153,30 @@ func startHomeserver(t *testing.T) *homeserver {
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	rec := &recorder{}
+	direct := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(direct + "/_matrix/client/versions")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-exited:
+			logf.Close()
+			b, _ := os.ReadFile(logPath)
+			t.Logf("myelind exited before answering /versions (attempt %d):\n%s", attempt, tail(b, 4<<10))
+			return "", false
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("myelind did not answer /_matrix/client/versions within 30s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
 	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
@@ -145,33 +193,7 @@ func startHomeserver(t *testing.T) *homeserver {
 			}
 		}
 	})
-	direct := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(direct + "/_matrix/client/versions")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("myelind exited before answering /versions:\n%s", tail(b, 4<<10))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("myelind did not answer /_matrix/client/versions within 30s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
-	target, _ := url.Parse(direct)
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.FlushInterval = -1
-	srv := httptest.NewServer(rec.wrap(proxy))
-	t.Cleanup(srv.Close)
-	return &homeserver{URL: srv.URL, ServerName: "localhost", rec: rec}
+	return direct, true
 }
 
 func freePort(t *testing.T) int {

@@ -33,6 +33,7 @@ func startJSSDK(t *testing.T, hs *homeserver, name string) *driverDevice {
 // client decrypts the others' messages, and a second js-sdk device of the
 // creator decrypts new ones.
 func TestJSSDKWithMautrixAndNio(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hs := startHomeserver(t)

@@ -296,6 +296,7 @@ func assertNoPlaintext(t *testing.T, hs *homeserver, bodies ...string) {
 // messages both ways, then a second device of one user logs in and decrypts
 // new messages (and sends one the others decrypt).
 func TestMautrixEncryptedRoom(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hs := startHomeserver(t)

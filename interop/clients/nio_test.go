@@ -273,6 +273,7 @@ func (d *driverDevice) waitMessage(ctx context.Context, room, sender, body strin
 // messages both ways, then a second nio device of one user logs in and
 // decrypts new messages, and sends one the others decrypt.
 func TestNioEncryptedRoom(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	findNioPython(t)
@@ -320,6 +321,7 @@ func TestNioEncryptedRoom(t *testing.T) {
 // room, created by nio; each decrypts the other's messages, also after
 // mautrix adds a second device.
 func TestMautrixAndNio(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	findNioPython(t)
