@@ -38,8 +38,10 @@ type mxDevice struct {
 	msgs      []received
 	decErrors []string
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
+	store    *crypto.MemoryStore
 }
 
 // syncBuffer is a goroutine-safe log sink, dumped when a test fails.
@@ -87,16 +89,24 @@ func mxRegister(ctx context.Context, t *testing.T, hs *homeserver, localpart, pa
 // starts syncing. The device stops at cleanup.
 func mxLogin(ctx context.Context, t *testing.T, hs *homeserver, localpart, password, deviceName string) *mxDevice {
 	t.Helper()
+	return mxLoginWith(ctx, t, hs, localpart, password, deviceName, "", crypto.NewMemoryStore(nil))
+}
+
+// mxLoginWith is mxLogin with a device ID to log in as (empty for a new
+// device) and the crypto store to use, as a restarted client would.
+func mxLoginWith(ctx context.Context, t *testing.T, hs *homeserver, localpart, password, deviceName string, deviceID id.DeviceID, store *crypto.MemoryStore) *mxDevice {
+	t.Helper()
 	cli, err := mautrix.NewClient(hs.URL, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &mxDevice{t: t, cli: cli, logBuf: &syncBuffer{}, done: make(chan struct{})}
+	d := &mxDevice{t: t, cli: cli, logBuf: &syncBuffer{}, done: make(chan struct{}), store: store}
 	cli.Log = zerolog.New(d.logBuf).Level(zerolog.DebugLevel).With().Timestamp().Str("device", deviceName).Logger()
 	login, err := cli.Login(ctx, &mautrix.ReqLogin{
 		Type:                     mautrix.AuthTypePassword,
 		Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: localpart},
 		Password:                 password,
+		DeviceID:                 deviceID,
 		InitialDeviceDisplayName: deviceName,
 		StoreCredentials:         true,
 	})
@@ -107,7 +117,7 @@ func mxLogin(ctx context.Context, t *testing.T, hs *homeserver, localpart, passw
 		t.Fatalf("mautrix: login %s: response without device_id or access_token", localpart)
 	}
 	cli.StateStore = mautrix.NewMemoryStateStore()
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte("myelin interop pickle key"), crypto.NewMemoryStore(nil))
+	helper, err := cryptohelper.NewCryptoHelper(cli, []byte("myelin interop pickle key"), store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +157,10 @@ func mxLogin(ctx context.Context, t *testing.T, hs *homeserver, localpart, passw
 }
 
 func (d *mxDevice) stop() {
+	d.stopOnce.Do(d.doStop)
+}
+
+func (d *mxDevice) doStop() {
 	d.cancel()
 	select {
 	case <-d.done:
@@ -346,4 +360,39 @@ func TestMautrixEncryptedRoom(t *testing.T) {
 			t.Logf("%s decryption errors (retried successfully): %v", d.device(), errs)
 		}
 	}
+}
+
+// TestMautrixRestartKeepsDevice: a mautrix-go client stops and logs in again
+// as the same device with its crypto store (as a restarted bot does). Its
+// crypto init checks that the server still has its device keys (it refuses
+// to start if they were dropped on re-login), and it decrypts new messages
+// over the Olm sessions it had before.
+func TestMautrixRestartKeepsDevice(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hs := startHomeserver(t)
+
+	mxRegister(ctx, t, hs, "henry", "henry-password")
+	mxRegister(ctx, t, hs, "iris", "iris-password")
+	henry := mxLogin(ctx, t, hs, "henry", "henry-password", "henry-mautrix")
+	iris := mxLogin(ctx, t, hs, "iris", "iris-password", "iris-mautrix")
+	room := iris.createEncryptedRoom(ctx, henry.user())
+	henry.waitInvited(ctx, room)
+	henry.join(ctx, room)
+	iris.waitMember(ctx, room, henry.user())
+	iris.send(ctx, room, "before henry's restart")
+	henry.waitMessage(ctx, room, iris.user(), "before henry's restart")
+
+	henry.stop()
+	henry2 := mxLoginWith(ctx, t, hs, "henry", "henry-password", "henry-mautrix", henry.cli.DeviceID, henry.store)
+	if henry2.device() != henry.device() {
+		t.Fatalf("re-login as %s gave device %s", henry.device(), henry2.device())
+	}
+	henry2.waitMember(ctx, room, henry.user())
+	iris.send(ctx, room, "after henry's restart")
+	henry2.waitMessage(ctx, room, iris.user(), "after henry's restart")
+	henry2.send(ctx, room, "henry is back")
+	iris.waitMessage(ctx, room, henry.user(), "henry is back")
+	assertNoPlaintext(t, hs, "before henry's restart", "after henry's restart", "henry is back")
 }
