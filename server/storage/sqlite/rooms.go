@@ -362,36 +362,23 @@ func (s *Store) PublicRooms(ctx context.Context) ([]string, error) {
 // notifying are the event types counted as unread.
 var notifying = map[string]bool{"m.room.message": true, "m.room.encrypted": true, "m.sticker": true}
 
-// UnreadCount implements storage.Rooms with a few indexed lookups: every
-// event stores nseq, the room's running count of notifying events.
+// UnreadCount implements storage.Rooms with one statement of indexed
+// lookups: every event stores nseq, the room's running count of notifying
+// events, so the count is nseq(latest) - nseq(read position).
 func (s *Store) UnreadCount(ctx context.Context, roomID, userID string) (int, error) {
-	var readPos int64
-	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE(MAX(e.stream_pos), 0) FROM receipts r JOIN events e ON e.event_id=r.event_id
-		WHERE r.room_id=? AND r.user_id=? AND r.type IN ('m.read','m.read.private')`, roomID, userID).Scan(&readPos); err != nil {
-		return 0, fmt.Errorf("sqlite: unread: receipts: %w", err)
+	var n int64
+	err := s.rq.QueryRowContext(ctx, `SELECT
+		COALESCE((SELECT nseq FROM events WHERE room_id=?1 ORDER BY stream_pos DESC LIMIT 1), 0) -
+		COALESCE((SELECT nseq FROM events WHERE room_id=?1 AND stream_pos <= MAX(
+			COALESCE((SELECT MAX(e.stream_pos) FROM receipts r JOIN events e ON e.event_id=r.event_id
+				WHERE r.room_id=?1 AND r.user_id=?2 AND r.type IN ('m.read','m.read.private')), 0),
+			COALESCE((SELECT MAX(stream_pos) FROM events WHERE room_id=?1 AND sender=?2), 0),
+			COALESCE((SELECT stream_pos FROM room_state WHERE room_id=?1 AND type='m.room.member' AND state_key=?2), 0))
+			ORDER BY stream_pos DESC LIMIT 1), 0)`, roomID, userID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: unread count: %w", err)
 	}
-	var own int64
-	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE(MAX(stream_pos), 0) FROM events WHERE room_id=? AND sender=?`, roomID, userID).Scan(&own); err != nil {
-		return 0, fmt.Errorf("sqlite: unread: own events: %w", err)
-	}
-	if sp, err := s.memberPos(ctx, roomID, userID); err == nil {
-		own = max(own, sp)
-	}
-	readPos = max(readPos, own)
-	var latest, at int64
-	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE((SELECT nseq FROM events WHERE room_id=? ORDER BY stream_pos DESC LIMIT 1), 0)`, roomID).Scan(&latest); err != nil {
-		return 0, fmt.Errorf("sqlite: unread: latest: %w", err)
-	}
-	if err := s.rq.QueryRowContext(ctx, `SELECT COALESCE((SELECT nseq FROM events WHERE room_id=? AND stream_pos<=? ORDER BY stream_pos DESC LIMIT 1), 0)`, roomID, readPos).Scan(&at); err != nil {
-		return 0, fmt.Errorf("sqlite: unread: at read position: %w", err)
-	}
-	return int(latest - at), nil
-}
-
-func (s *Store) memberPos(ctx context.Context, roomID, userID string) (int64, error) {
-	var p int64
-	err := s.rq.QueryRowContext(ctx, `SELECT stream_pos FROM room_state WHERE room_id=? AND type='m.room.member' AND state_key=?`, roomID, userID).Scan(&p)
-	return p, err
+	return int(max(n, 0)), nil
 }
 
 // ResolveAlias implements storage.Aliases.
