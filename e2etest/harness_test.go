@@ -164,11 +164,25 @@ func (tc *tclient) stop() {
 // waitEvent waits for an event matching pred (among all collected so far).
 func (tc *tclient) waitEvent(what string, pred func(client.Event) bool) client.Event {
 	tc.t.Helper()
+	return tc.waitEventFrom(0, what, pred)
+}
+
+// mark returns the number of events collected so far (for waitEventFrom).
+func (tc *tclient) mark() int {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return len(tc.events)
+}
+
+// waitEventFrom waits for an event matching pred among those collected after
+// the first from.
+func (tc *tclient) waitEventFrom(from int, what string, pred func(client.Event) bool) client.Event {
+	tc.t.Helper()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		tc.mu.Lock()
-		for _, ev := range tc.events {
+		for _, ev := range tc.events[from:] {
 			if pred(ev) {
 				tc.mu.Unlock()
 				return ev

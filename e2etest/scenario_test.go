@@ -229,3 +229,75 @@ func TestNoPlaintextIntoEncryptedRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceRemovedRotatesAndRejoin: when a member's device is deleted the
+// room key rotates; a member who left and is invited back reads what is
+// sent after the rejoin, and only with a new key.
+func TestDeviceRemovedRotatesAndRejoin(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	bob2 := bob.login(2, "")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "rotate", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	alice.knowsDevice(bob.UserID(), bob2.DeviceID())
+	alice.send(room, "to both devices")
+	first := bob2.text(room, "to both devices")
+	wantFrom(t, first, alice)
+
+	// bob deletes bob2.
+	bob2.stop()
+	if err := bob.HTTP().DeleteDevice(ctxT(t), bob2.DeviceID(), bob.password); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	for {
+		st, err := alice.Machine().Identity(ctx, bob.UserID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := st.Devices[bob2.DeviceID()]; !ok {
+			break
+		}
+		if err := alice.WaitSync(ctx); err != nil {
+			t.Fatalf("alice never saw bob2 go: %v", err)
+		}
+	}
+	alice.send(room, "after the device left")
+	ev := bob.text(room, "after the device left")
+	wantFrom(t, ev, alice)
+	if ev.Provenance.SessionID == first.Provenance.SessionID {
+		t.Fatal("room key not rotated after a device was deleted")
+	}
+
+	// bob leaves, alice sends, bob is invited back and rejoins.
+	if err := bob.Leave(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMember(room, bob.UserID(), "leave")
+	mark := bob.mark()
+	alice.send(room, "while bob is away")
+	if err := alice.Invite(ctxT(t), room, bob.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitEventFrom(mark, "second invite", func(e client.Event) bool {
+		return e.Invite && e.RoomID == room
+	})
+	if err := bob.Join(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMember(room, bob.UserID(), "join")
+	alice.send(room, "welcome back")
+	back := bob.text(room, "welcome back")
+	wantFrom(t, back, alice)
+	if back.Provenance.SessionID == ev.Provenance.SessionID {
+		t.Fatal("no new room key after bob's leave")
+	}
+	if bob.hasText("while bob is away") {
+		t.Fatal("bob read a message sent while he was not in the room")
+	}
+}
