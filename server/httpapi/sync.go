@@ -405,9 +405,16 @@ func (s *Server) stateFor(ctx context.Context, sess Session, f *api.Filter, room
 
 func (s *Server) syncJoinedRoom(ctx context.Context, sess Session, f *api.Filter, m storage.MembershipRow, from sync.Token, upto, typ int64,
 	newly bool, ad []api.BasicEvent, changed, left map[string]bool) (syncRoom, error) {
-	v, err := s.newVisibility(ctx, m.RoomID, sess.UserID)
-	if err != nil {
-		return nil, err
+	var v *visibility
+	if !newly && m.Membership == rooms.MembershipJoin && m.Pos <= from.Pos {
+		// Joined before the range and still joined: the user's membership at
+		// every event of the range is join, so all are visible.
+		v = joinedSince()
+	} else {
+		var err error
+		if v, err = s.newVisibility(ctx, m.RoomID, sess.UserID); err != nil {
+			return nil, err
+		}
 	}
 	lo := from.Pos
 	if newly {

@@ -15,7 +15,10 @@ import (
 // position, so it needs only the user's member events and the room's
 // history-visibility events.
 type visibility struct {
-	user    string
+	// joinedThroughout means the user was joined for every event this
+	// visibility is asked about (see joinedSince), so all are visible.
+	joinedThroughout bool
+	user             string
 	members []*storage.Event // the user's member events, ascending
 	hv      []hvAt           // visibility changes, ascending
 }
@@ -76,8 +79,16 @@ func (v *visibility) joinedAfter(pos int64) bool {
 	return false
 }
 
+// joinedSince is the visibility for events after position pos of a user
+// whose current membership is a join at or before pos: their membership at
+// each of those events is join, which makes every one of them visible.
+func joinedSince() *visibility { return &visibility{joinedThroughout: true} }
+
 // canSee reports whether the user may see e.
 func (v *visibility) canSee(e *storage.Event) bool {
+	if v.joinedThroughout {
+		return true
+	}
 	in := rooms.VisibilityInput{VisibilityBefore: v.visBefore(e.Pos), MembershipBefore: v.memBefore(e.Pos), JoinedLater: v.joinedAfter(e.Pos)}
 	if e.Type == rooms.TypeHistoryVisibility && e.StateKey != nil && *e.StateKey == "" {
 		in.VisibilityAfter = rooms.ParseVisibility(contentString(e.PDU, "history_visibility"))
