@@ -69,8 +69,13 @@ func (c *Client) SyncOnce(ctx context.Context, timeout time.Duration) error {
 	since := c.since
 	c.mu.Unlock()
 	// Outgoing first: a key upload or query left over from a failed round.
+	// A request the server keeps refusing must not stop the sync that may
+	// bring what fixes it.
 	if err := c.flushOutgoing(ctx); err != nil {
-		return err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.log.Warn("client: e2ee requests before sync", "err", err)
 	}
 	res, err := c.http.Sync(ctx, SyncRequest{Since: since, TimeoutMS: int(timeout / time.Millisecond), Filter: syncFilter})
 	if err != nil {
@@ -140,6 +145,10 @@ func (c *Client) SyncOnce(ctx context.Context, timeout time.Duration) error {
 		for _, ev := range tl.evs {
 			c.decryptAndDeliver(ctx, tl.room, ev)
 		}
+	}
+	// Events not delivered because ctx ended come again with the same since.
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.since = res.NextBatch
