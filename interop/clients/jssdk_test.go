@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix/id"
 )
 
 // startJSSDK starts a matrix-js-sdk driver (rust crypto) for one device.
@@ -80,4 +82,63 @@ func TestJSSDKWithMautrixAndNio(t *testing.T) {
 
 	assertNoPlaintext(t, hs, "js-sdk to everyone", "mautrix to everyone", "nio to everyone",
 		"mautrix to both js-sdk devices", "nio to both js-sdk devices")
+}
+
+// TestJSSDKSecureBackupAndCrossSigning: a matrix-js-sdk user does what
+// Element's "Set up Secure Backup" does (cross-signing keys, secret storage,
+// key backup); the server then holds her room keys in the backup, and a
+// mautrix-go user in a shared room learns of the new cross-signing keys
+// through device_lists and sees her device as cross-signed.
+func TestJSSDKSecureBackupAndCrossSigning(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hs := startHomeserver(t)
+
+	erin := startJSSDK(t, hs, "erin-jssdk")
+	erin.register(ctx, "erin", "erin-password")
+	erin.login(ctx, hs, "erin", "erin-password")
+	mxRegister(ctx, t, hs, "frank", "frank-password")
+	frank := mxLogin(ctx, t, hs, "frank", "frank-password", "frank-mautrix")
+
+	room := erin.createEncryptedRoom(ctx, frank.user())
+	frank.waitInvited(ctx, room)
+	frank.join(ctx, room)
+	erin.waitMember(ctx, room, frank.user())
+	frank.fetchKeys(ctx, erin.user())
+	frank.waitDevice(ctx, erin.user(), erin.device())
+
+	st := erin.call(ctx, "bootstrap", nil)
+	t.Logf("js-sdk bootstrap: %v", st)
+
+	erin.send(ctx, room, "backed up and cross-signed")
+	frank.waitMessage(ctx, room, erin.user(), "backed up and cross-signed")
+
+	// The room key reaches the server's backup (js-sdk uploads in the
+	// background).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := erin.call(ctx, "backed_up_keys", nil)
+		if n, _ := m["count"].(float64); n >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no room key in the server-side backup after 30s: %v", m)
+		}
+		time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
+	}
+
+	// mautrix learns of erin's cross-signing keys from device_lists.changed
+	// (no explicit fetch) and trusts her device as cross-signed (TOFU).
+	mach := frank.helper.Machine()
+	waitFor(ctx, t, "frank to see erin's device as cross-signed", 30*time.Second, func() bool {
+		devs, _ := mach.CryptoStore.GetDevices(ctx, id.UserID(erin.user()))
+		dev := devs[id.DeviceID(erin.device())]
+		if dev == nil {
+			return false
+		}
+		trust, _ := mach.ResolveTrustContext(ctx, dev)
+		return trust >= id.TrustStateCrossSignedTOFU
+	})
+	assertNoPlaintext(t, hs, "backed up and cross-signed")
 }

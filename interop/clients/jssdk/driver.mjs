@@ -20,6 +20,8 @@ logger.setLevel(process.env.JSSDK_LOG || "warn");
 const WAIT_MS = 30000;
 const homeserver = process.argv[2];
 let client = null;
+let password = null;
+let ssssKey = null;
 
 function emit(obj) {
     out(JSON.stringify(obj) + "\n");
@@ -72,11 +74,23 @@ const commands = {
             password: c.password,
             initial_device_display_name: c.device_name,
         });
+        password = c.password;
         client = sdk.createClient({
             baseUrl: homeserver,
             userId: resp.user_id,
             accessToken: resp.access_token,
             deviceId: resp.device_id,
+            cryptoCallbacks: {
+                // The secret-storage key made by bootstrap, kept in memory
+                // (Element keeps it in a short-lived cache the same way).
+                getSecretStorageKey: async ({ keys }) => {
+                    if (ssssKey && keys[ssssKey.id]) return [ssssKey.id, ssssKey.key];
+                    return null;
+                },
+                cacheSecretStorageKey: (id, info, key) => {
+                    ssssKey = { id, key };
+                },
+            },
         });
         await client.initRustCrypto({ useIndexedDB: false });
         client.on(sdk.RoomEvent.Timeline, (ev) => {
@@ -134,6 +148,55 @@ const commands = {
             return m.get(c.user)?.has(c.device) === true;
         });
         return {};
+    },
+
+    // bootstrap does what Element's "Set up Secure Backup" does: cross-signing
+    // keys (uploaded with password UIA if the server asks), secret storage
+    // with a new key, and a new key backup.
+    async bootstrap(c) {
+        const crypto = client.getCrypto();
+        await crypto.bootstrapCrossSigning({
+            authUploadDeviceSigningKeys: async (makeRequest) => {
+                try {
+                    await makeRequest(null);
+                } catch (e) {
+                    if (e.httpStatus !== 401 || !e.data || !e.data.flows) throw e;
+                    await makeRequest({
+                        type: "m.login.password",
+                        identifier: { type: "m.id.user", user: client.getUserId() },
+                        password,
+                        session: e.data.session,
+                    });
+                }
+            },
+        });
+        await crypto.bootstrapSecretStorage({
+            createSecretStorageKey: async () => crypto.createRecoveryKeyFromPassphrase(),
+            setupNewSecretStorage: true,
+            setupNewKeyBackup: true,
+        });
+        // The SDK enables a new backup once it has checked its signature;
+        // ask for that check now rather than waiting for the background one.
+        const check = await crypto.checkKeyBackupAndEnable();
+        const status = {
+            backup_trust: check ? check.trustInfo : null,
+            cross_signing_ready: await crypto.isCrossSigningReady(),
+            secret_storage_ready: await crypto.isSecretStorageReady(),
+            backup_version: await crypto.getActiveSessionBackupVersion(),
+        };
+        if (!status.cross_signing_ready || !status.secret_storage_ready || !status.backup_version) {
+            throw new Error(`bootstrap incomplete: ${JSON.stringify(status)}`);
+        }
+        return status;
+    },
+
+    // backed_up_keys counts the room keys the server holds in the backup.
+    async backed_up_keys(c) {
+        const version = await client.getCrypto().getActiveSessionBackupVersion();
+        const resp = await client.http.authedRequest("GET", "/room_keys/keys", { version });
+        let n = 0;
+        for (const room of Object.values(resp.rooms || {})) n += Object.keys(room.sessions || {}).length;
+        return { count: n, version };
     },
 
     async send(c) {
