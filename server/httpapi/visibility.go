@@ -19,8 +19,8 @@ type visibility struct {
 	// visibility is asked about (see joinedSince), so all are visible.
 	joinedThroughout bool
 	user             string
-	members []*storage.Event // the user's member events, ascending
-	hv      []hvAt           // visibility changes, ascending
+	members          []*storage.Event // the user's member events, ascending
+	hv               []hvAt           // visibility changes, ascending
 }
 
 type hvAt struct {
