@@ -190,7 +190,7 @@ func (s *Store) DeviceKeys(ctx context.Context, query map[string][]string) ([]st
 	// devices), even if a deletion hook was missed.
 	if len(all) > 0 {
 		b, _ := json.Marshal(all)
-		if err := scan(s.r.QueryContext(ctx, `SELECT k.user_id, k.device_id, k.key_json, d.display_name
+		if err := scan(s.rq.QueryContext(ctx, `SELECT k.user_id, k.device_id, k.key_json, d.display_name
 			FROM e2ee_device_keys k JOIN devices d ON d.user_id=k.user_id AND d.device_id=k.device_id
 			WHERE k.user_id IN (SELECT value FROM json_each(?)) ORDER BY k.user_id, k.device_id`, string(b))); err != nil {
 			return nil, err
@@ -198,7 +198,7 @@ func (s *Store) DeviceKeys(ctx context.Context, query map[string][]string) ([]st
 	}
 	if len(pairs) > 0 {
 		b, _ := json.Marshal(pairs)
-		if err := scan(s.r.QueryContext(ctx, `SELECT k.user_id, k.device_id, k.key_json, d.display_name
+		if err := scan(s.rq.QueryContext(ctx, `SELECT k.user_id, k.device_id, k.key_json, d.display_name
 			FROM json_each(?) j
 			JOIN e2ee_device_keys k ON k.user_id=json_extract(j.value, '$[0]') AND k.device_id=json_extract(j.value, '$[1]')
 			JOIN devices d ON d.user_id=k.user_id AND d.device_id=k.device_id
@@ -211,7 +211,7 @@ func (s *Store) DeviceKeys(ctx context.Context, query map[string][]string) ([]st
 
 // OneTimeKeyCounts implements storage.E2EE.
 func (s *Store) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error) {
-	return otkCounts(ctxQuerier{ctx, s.r}, userID, deviceID)
+	return otkCounts(ctxQuerier{ctx, s.rq}, userID, deviceID)
 }
 
 // putOneTimeKeys stores new one-time keys after the device's existing ones
@@ -279,7 +279,7 @@ func (c ctxQuerier) Query(q string, args ...any) (*sql.Rows, error) {
 
 // UnusedFallbackKeyTypes implements storage.E2EE.
 func (s *Store) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT algorithm FROM e2ee_fallback_keys WHERE user_id=? AND device_id=? AND used=0 ORDER BY algorithm`, userID, deviceID)
+	rows, err := s.rq.QueryContext(ctx, `SELECT algorithm FROM e2ee_fallback_keys WHERE user_id=? AND device_id=? AND used=0 ORDER BY algorithm`, userID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: fallback key types: %w", err)
 	}
@@ -373,7 +373,7 @@ func (s *Store) ClaimKeys(ctx context.Context, claims []storage.KeyClaim) ([]sto
 // CrossSigningKeys implements storage.E2EE.
 func (s *Store) CrossSigningKeys(ctx context.Context, userIDs []string) ([]storage.CrossSigningKey, error) {
 	b, _ := json.Marshal(userIDs)
-	rows, err := s.r.QueryContext(ctx, `SELECT user_id, usage, public_key, key_json FROM e2ee_cross_signing_keys
+	rows, err := s.rq.QueryContext(ctx, `SELECT user_id, usage, public_key, key_json FROM e2ee_cross_signing_keys
 		WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, usage`, string(b))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: cross-signing keys: %w", err)
@@ -439,7 +439,7 @@ func (s *Store) PutCrossSigningKeys(ctx context.Context, userID string, keys []s
 // Signatures implements storage.E2EE.
 func (s *Store) Signatures(ctx context.Context, targetUserIDs []string) ([]storage.KeySignature, error) {
 	b, _ := json.Marshal(targetUserIDs)
-	rows, err := s.r.QueryContext(ctx, `SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature
+	rows, err := s.rq.QueryContext(ctx, `SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature
 		FROM e2ee_key_signatures WHERE target_user_id IN (SELECT value FROM json_each(?))
 		ORDER BY target_user_id, target_key_id, signer_user_id, signer_key_id`, string(b))
 	if err != nil {
@@ -497,7 +497,7 @@ func (s *Store) PutSignatures(ctx context.Context, sigs []storage.KeySignature) 
 
 // DeviceListChanges implements storage.E2EE.
 func (s *Store) DeviceListChanges(ctx context.Context, from, to int64) ([]storage.DeviceListChange, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT stream_pos, user_id, self_only FROM e2ee_device_list_changes
+	rows, err := s.rq.QueryContext(ctx, `SELECT stream_pos, user_id, self_only FROM e2ee_device_list_changes
 		WHERE stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: device-list changes: %w", err)
@@ -600,12 +600,12 @@ func (s *Store) ToDevice(ctx context.Context, userID, deviceID string, ack int64
 // DeviceSyncState implements storage.E2EE.
 func (s *Store) DeviceSyncState(ctx context.Context, userID, deviceID string, ack int64, limit int) (storage.DeviceSyncState, error) {
 	st := storage.DeviceSyncState{OneTimeKeyCounts: map[string]int{}, UnusedFallbackKeyTypes: []string{}}
-	rows, err := s.r.QueryContext(ctx, `SELECT 0, id, stream_pos, sender, type, content FROM (
+	rows, err := s.rq.QueryContext(ctx, `SELECT 0, id, stream_pos, sender, type, content FROM (
 			SELECT id, stream_pos, sender, type, content FROM e2ee_to_device
 			WHERE user_id=?1 AND device_id=?2 AND id>?3 ORDER BY id LIMIT ?4)
 		UNION ALL SELECT 1, COUNT(*), 0, algorithm, '', '' FROM e2ee_otk WHERE user_id=?1 AND device_id=?2 GROUP BY algorithm
 		UNION ALL SELECT 2, 0, 0, algorithm, '', '' FROM e2ee_fallback_keys WHERE user_id=?1 AND device_id=?2 AND used=0
-		UNION ALL SELECT 3, 0, 0, '', '', '' WHERE ?3 > 0 AND EXISTS (
+		UNION ALL SELECT 3, 0, 0, '', '', '' WHERE EXISTS (
 			SELECT 1 FROM e2ee_to_device WHERE user_id=?1 AND device_id=?2 AND id<=?3)`, userID, deviceID, ack, limit)
 	if err != nil {
 		return st, fmt.Errorf("sqlite: device sync state: %w", err)
@@ -644,7 +644,7 @@ func (s *Store) AckToDevice(ctx context.Context, userID, deviceID string, ack in
 // HasToDevice implements storage.E2EE.
 func (s *Store) HasToDevice(ctx context.Context, userID, deviceID string, ack int64) (bool, error) {
 	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM e2ee_to_device WHERE user_id=? AND device_id=? AND id>? LIMIT 1`,
+	err := s.rq.QueryRowContext(ctx, `SELECT 1 FROM e2ee_to_device WHERE user_id=? AND device_id=? AND id>? LIMIT 1`,
 		userID, deviceID, ack).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
@@ -681,14 +681,14 @@ func (s *Store) BackupVersion(ctx context.Context, userID, version string) (stor
 	b := storage.BackupVersion{UserID: userID}
 	var row *sql.Row
 	if version == "" {
-		row = s.r.QueryRowContext(ctx, `SELECT version, algorithm, auth_data, etag, deleted FROM e2ee_backup_versions
+		row = s.rq.QueryRowContext(ctx, `SELECT version, algorithm, auth_data, etag, deleted FROM e2ee_backup_versions
 			WHERE user_id=? AND deleted=0 ORDER BY version DESC LIMIT 1`, userID)
 	} else {
 		n, ok := parseVersion(version)
 		if !ok {
 			return b, storage.ErrNotFound
 		}
-		row = s.r.QueryRowContext(ctx, `SELECT version, algorithm, auth_data, etag, deleted FROM e2ee_backup_versions
+		row = s.rq.QueryRowContext(ctx, `SELECT version, algorithm, auth_data, etag, deleted FROM e2ee_backup_versions
 			WHERE user_id=? AND version=?`, userID, n)
 	}
 	var v, etag int64
@@ -698,7 +698,7 @@ func (s *Store) BackupVersion(ctx context.Context, userID, version string) (stor
 		return b, notFound(err)
 	}
 	b.Version, b.AuthData, b.ETag, b.Deleted = strconv.FormatInt(v, 10), json.RawMessage(ad), strconv.FormatInt(etag, 10), deleted != 0
-	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM e2ee_backup_keys WHERE user_id=? AND version=?`, userID, v).Scan(&b.Count); err != nil {
+	if err := s.rq.QueryRowContext(ctx, `SELECT COUNT(*) FROM e2ee_backup_keys WHERE user_id=? AND version=?`, userID, v).Scan(&b.Count); err != nil {
 		return b, fmt.Errorf("sqlite: count backup keys: %w", err)
 	}
 	return b, nil
@@ -810,13 +810,13 @@ func (s *Store) BackupKeys(ctx context.Context, userID, version, roomID, session
 		return nil, storage.ErrNotFound
 	}
 	var deleted int
-	if err := s.r.QueryRowContext(ctx, `SELECT deleted FROM e2ee_backup_versions WHERE user_id=? AND version=?`, userID, n).Scan(&deleted); err != nil {
+	if err := s.rq.QueryRowContext(ctx, `SELECT deleted FROM e2ee_backup_versions WHERE user_id=? AND version=?`, userID, n).Scan(&deleted); err != nil {
 		return nil, notFound(err)
 	}
 	if deleted != 0 {
 		return nil, storage.ErrNotFound
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT room_id, session_id, first_message_index, forwarded_count, is_verified, session_data
+	rows, err := s.rq.QueryContext(ctx, `SELECT room_id, session_id, first_message_index, forwarded_count, is_verified, session_data
 		FROM e2ee_backup_keys WHERE user_id=? AND version=? AND (?='' OR room_id=?) AND (?='' OR session_id=?)
 		ORDER BY room_id, session_id`, userID, n, roomID, roomID, sessionID, sessionID)
 	if err != nil {
