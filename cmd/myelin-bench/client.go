@@ -49,6 +49,8 @@ type hsClient struct {
 	hc       *http.Client
 	requests atomic.Int64
 	retries  atomic.Int64
+	// lockRetries counts 500 "database is locked" answers retried.
+	lockRetries atomic.Int64
 }
 
 func newHSClient(base string) *hsClient {
@@ -73,7 +75,8 @@ type session struct {
 }
 
 // do sends one JSON request and decodes a JSON answer into out (if non-nil).
-// 429 answers are retried after the server's retry_after_ms (counted).
+// 429 answers are retried after the server's retry_after_ms, 500 "database
+// is locked" after a short backoff (both counted).
 func (c *hsClient) do(ctx context.Context, method, path, token string, body, out any) (int, error) {
 	var raw []byte
 	if body != nil {
@@ -119,6 +122,17 @@ func (c *hsClient) do(ctx context.Context, method, path, token string, body, out
 			}
 			select {
 			case <-time.After(wait):
+				continue
+			case <-ctx.Done():
+				return resp.StatusCode, ctx.Err()
+			}
+		}
+		if resp.StatusCode >= 500 && bytes.Contains(b, []byte("database is locked")) && attempt < 50 {
+			// SQLite servers (Dendrite) answer 500 when concurrent writers
+			// collide; nothing was committed, and a client would retry.
+			c.lockRetries.Add(1)
+			select {
+			case <-time.After(time.Duration(50+attempt*20) * time.Millisecond):
 				continue
 			case <-ctx.Done():
 				return resp.StatusCode, ctx.Err()
