@@ -1019,3 +1019,26 @@ func TestB1OwnIdentityResetAlerts(t *testing.T) {
 		t.Fatalf("no own_identity_reset alert: %+v", a.alerts)
 	}
 }
+
+// A3 rule 1 / CVE-2022-39252: the answer must come from a device we asked,
+// even if another own device is cross-signed.
+func TestA3ForwardFromDeviceNotAsked(t *testing.T) {
+	s, a, b, room := setup(t)
+	bobCurve, bobEd := b.m.IdentityKeys()
+	claire := s.newAttacker("@claire:hs", "CLAIRE1", true)
+	asked := s.newAttacker(a.user, "ALICE_ASKED", true)
+	_ = asked
+	a.sync()
+	a.flush()
+	ms := claire.megolmSession()
+	a.decrypt(room, claire.megolmEvent(ms, room, room, b.user, "$q", "x")) // request to ALICE_ASKED
+	a.flush()
+	late := s.newAttacker(a.user, "ALICE_LATE", true) // cross-signed, but not asked
+	a.sync()
+	a.flush()
+	s.deliver(a, late.olmTo(a, a.user, late.plaintext(a, "m.forwarded_room_key", forwardContent(room, ms, bobCurve.String(), bobEd.String()))))
+	a.sync()
+	if !a.hasRejection(e2ee.RejectForwardUntrusted) {
+		t.Fatalf("forward from a device we did not ask accepted: %+v", a.rejected)
+	}
+}
