@@ -166,20 +166,20 @@ type SharingReason string
 
 // Reasons for *SharingError.
 const (
-	SharingNotOlm           SharingReason = "not_olm"            // m.secret.send not Olm-authenticated
-	SharingOtherUser        SharingReason = "other_user"         // sender is not our user
-	SharingUnsolicited      SharingReason = "unsolicited"        // no outstanding request with that ID
-	SharingWrongDevice      SharingReason = "wrong_device"       // not a device we asked, or its Curve25519 key differs
-	SharingAlreadyAnswered  SharingReason = "already_answered"   // a valid reply was accepted before
-	SharingUntrustedDevice  SharingReason = "untrusted_device"   // requester not our own cross-signed device
-	SharingDehydratedDevice SharingReason = "dehydrated_device"  // the device is a dehydrated device
-	SharingOwnDevice        SharingReason = "own_device"         // a request from this very device
-	SharingUnknownSecret    SharingReason = "unknown_secret"     // a secret name we do not share
-	SharingSecretMismatch   SharingReason = "secret_mismatch"    // secret does not match the published public key
-	SharingMalformed        SharingReason = "malformed"          // content does not parse
-	SharingNotARequest      SharingReason = "not_a_request"      // action other than "request"
-	SharingNotHeld          SharingReason = "not_held"           // we do not hold the secret asked for
-	SharingNoTrustedKey     SharingReason = "no_trusted_key"     // nothing trusted to check the secret against
+	SharingNotOlm           SharingReason = "not_olm"           // m.secret.send not Olm-authenticated
+	SharingOtherUser        SharingReason = "other_user"        // sender is not our user
+	SharingUnsolicited      SharingReason = "unsolicited"       // no outstanding request with that ID
+	SharingWrongDevice      SharingReason = "wrong_device"      // not a device we asked, or its Curve25519 key differs
+	SharingAlreadyAnswered  SharingReason = "already_answered"  // a valid reply was accepted before
+	SharingUntrustedDevice  SharingReason = "untrusted_device"  // requester not our own cross-signed device
+	SharingDehydratedDevice SharingReason = "dehydrated_device" // the device is a dehydrated device
+	SharingOwnDevice        SharingReason = "own_device"        // a request from this very device
+	SharingUnknownSecret    SharingReason = "unknown_secret"    // a secret name we do not share
+	SharingSecretMismatch   SharingReason = "secret_mismatch"   // secret does not match the published public key
+	SharingMalformed        SharingReason = "malformed"         // content does not parse
+	SharingNotARequest      SharingReason = "not_a_request"     // action other than "request"
+	SharingNotHeld          SharingReason = "not_held"          // we do not hold the secret asked for
+	SharingNoTrustedKey     SharingReason = "no_trusted_key"    // nothing trusted to check the secret against
 )
 
 // SharingError is the typed refusal of a secret-sharing message.

@@ -174,7 +174,9 @@ func (u *UnlockedStorage) Pin() *Pin {
 func (u *UnlockedStorage) Wipe() { u.key.Wipe() }
 
 // String is redacted.
-func (u *UnlockedStorage) String() string { return "recovery.UnlockedStorage{" + u.KeyID + ", <redacted>}" }
+func (u *UnlockedStorage) String() string {
+	return "recovery.UnlockedStorage{" + u.KeyID + ", <redacted>}"
+}
 
 // GoString is redacted.
 func (u *UnlockedStorage) GoString() string { return u.String() }
