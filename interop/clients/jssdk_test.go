@@ -88,7 +88,9 @@ func TestJSSDKWithMautrixAndNio(t *testing.T) {
 // Element's "Set up Secure Backup" does (cross-signing keys, secret storage,
 // key backup); the server then holds her room keys in the backup, and a
 // mautrix-go user in a shared room learns of the new cross-signing keys
-// through device_lists and sees her device as cross-signed.
+// through device_lists and sees her device as cross-signed. A new device of
+// hers then restores the backup with the recovery key and decrypts the
+// message sent before it existed.
 func TestJSSDKSecureBackupAndCrossSigning(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -109,7 +111,7 @@ func TestJSSDKSecureBackupAndCrossSigning(t *testing.T) {
 	frank.waitDevice(ctx, erin.user(), erin.device())
 
 	st := erin.call(ctx, "bootstrap", nil)
-	t.Logf("js-sdk bootstrap: %v", st)
+	t.Logf("js-sdk bootstrap: backup version %v, trust %v", st["backup_version"], st["backup_trust"])
 
 	erin.send(ctx, room, "backed up and cross-signed")
 	frank.waitMessage(ctx, room, erin.user(), "backed up and cross-signed")
@@ -140,5 +142,19 @@ func TestJSSDKSecureBackupAndCrossSigning(t *testing.T) {
 		trust, _ := mach.ResolveTrustContext(ctx, dev)
 		return trust >= id.TrustStateCrossSignedTOFU
 	})
+
+	// A new js-sdk device of erin, given the recovery key, restores the
+	// backup from the server and decrypts the message sent before it existed.
+	rk, _ := st["recovery_key"].(string)
+	if rk == "" {
+		t.Fatalf("bootstrap returned no recovery key: %v", st)
+	}
+	erin2 := startJSSDK(t, hs, "erin-jssdk-2")
+	erin2.login(ctx, hs, "erin", "erin-password")
+	r := erin2.call(ctx, "restore_backup", map[string]any{"recovery_key": rk})
+	if n, _ := r["imported"].(float64); n < 1 {
+		t.Fatalf("restore_backup imported nothing: %v", r)
+	}
+	erin2.waitMessage(ctx, room, erin.user(), "backed up and cross-signed")
 	assertNoPlaintext(t, hs, "backed up and cross-signed")
 }

@@ -15,13 +15,15 @@ for (const k of ["log", "info", "debug", "trace", "warn", "error"]) {
 
 const sdk = await import("matrix-js-sdk");
 const { logger } = await import("matrix-js-sdk/lib/logger.js");
+const { decodeRecoveryKey } = await import("matrix-js-sdk/lib/crypto-api/recovery-key.js");
 logger.setLevel(process.env.JSSDK_LOG || "warn");
 
 const WAIT_MS = 30000;
 const homeserver = process.argv[2];
 let client = null;
 let password = null;
-let ssssKey = null;
+let ssssKey = null; // {id, key}: made by bootstrap on this device
+let recoveryKey = null; // Uint8Array: given to restore_backup
 
 function emit(obj) {
     out(JSON.stringify(obj) + "\n");
@@ -85,6 +87,7 @@ const commands = {
                 // (Element keeps it in a short-lived cache the same way).
                 getSecretStorageKey: async ({ keys }) => {
                     if (ssssKey && keys[ssssKey.id]) return [ssssKey.id, ssssKey.key];
+                    if (recoveryKey) return [Object.keys(keys)[0], recoveryKey];
                     return null;
                 },
                 cacheSecretStorageKey: (id, info, key) => {
@@ -155,6 +158,7 @@ const commands = {
     // with a new key, and a new key backup.
     async bootstrap(c) {
         const crypto = client.getCrypto();
+        let generated = null;
         await crypto.bootstrapCrossSigning({
             authUploadDeviceSigningKeys: async (makeRequest) => {
                 try {
@@ -171,7 +175,10 @@ const commands = {
             },
         });
         await crypto.bootstrapSecretStorage({
-            createSecretStorageKey: async () => crypto.createRecoveryKeyFromPassphrase(),
+            createSecretStorageKey: async () => {
+                generated = await crypto.createRecoveryKeyFromPassphrase();
+                return generated;
+            },
             setupNewSecretStorage: true,
             setupNewKeyBackup: true,
         });
@@ -180,6 +187,7 @@ const commands = {
         const check = await crypto.checkKeyBackupAndEnable();
         const status = {
             backup_trust: check ? check.trustInfo : null,
+            recovery_key: generated && generated.encodedPrivateKey,
             cross_signing_ready: await crypto.isCrossSigningReady(),
             secret_storage_ready: await crypto.isSecretStorageReady(),
             backup_version: await crypto.getActiveSessionBackupVersion(),
@@ -188,6 +196,17 @@ const commands = {
             throw new Error(`bootstrap incomplete: ${JSON.stringify(status)}`);
         }
         return status;
+    },
+
+    // restore_backup does what Element does on a new device given the
+    // recovery key: fetch the backup key from secret storage, then download
+    // and import the room keys from the server-side backup.
+    async restore_backup(c) {
+        recoveryKey = decodeRecoveryKey(c.recovery_key);
+        const crypto = client.getCrypto();
+        await crypto.loadSessionBackupPrivateKeyFromSecretStorage();
+        const r = await crypto.restoreKeyBackup();
+        return { imported: r.imported, total: r.total };
     },
 
     // backed_up_keys counts the room keys the server holds in the backup.
