@@ -1,6 +1,7 @@
 package e2ee_test
 
 import (
+	"myelin/e2ee"
 	"testing"
 )
 
@@ -37,4 +38,25 @@ func TestSendEncryptedToDevice(t *testing.T) {
 	if err := a.m.SendEncryptedToDevice(ctx, b.user, "NOPE", "x", []byte(`{}`)); err == nil {
 		t.Fatal("sent to an unknown device")
 	}
+}
+
+// Our own other devices get the room key, and do not force a rotation when
+// the client has not passed our own membership event.
+func TestOwnOtherDeviceSharedWithoutRotation(t *testing.T) {
+	s := newServer(t)
+	a1 := s.newClient("@alice:hs", "ALICE1", e2ee.StrictPolicy())
+	a2 := s.newClient("@alice:hs", "ALICE2", e2ee.StrictPolicy())
+	b := s.newClient("@bob:hs", "BOB1", e2ee.StrictPolicy())
+	room := "!r:hs"
+	a1.sync(roomState(room, b.user)) // no member event for ourselves
+	a1.flush()
+	a2.sync(roomState(room, a1.user, b.user))
+	a2.flush()
+	e1 := a1.send(room, "one")
+	e2 := a1.send(room, "two")
+	if sessionOf(t, e1) != sessionOf(t, e2) {
+		t.Fatal("rotated without a reason")
+	}
+	a2.sync()
+	a2.mustDecrypt(room, e2, "two")
 }

@@ -214,7 +214,7 @@ func (m *Machine) needsRotation(ctx context.Context, o *outboundSession, r *room
 	}
 	for ud, sd := range o.SharedWith {
 		user, dev, _ := cut(ud)
-		if _, ok := r.Members[user]; !ok {
+		if _, ok := r.Members[user]; !ok && user != m.user.String() {
 			return true, nil
 		}
 		u, err := m.loadUser(ctx, user)
