@@ -60,3 +60,33 @@ func TestOwnOtherDeviceSharedWithoutRotation(t *testing.T) {
 	a2.sync()
 	a2.mustDecrypt(room, e2, "two")
 }
+
+// Without cross-signing, strict machines share nothing; permissive ones do.
+func TestPermissivePolicyWithoutCrossSigning(t *testing.T) {
+	for _, strict := range []bool{true, false} {
+		s := newServer(t)
+		s.noCrossSign["@alice:hs|ALICE1"] = true
+		s.noCrossSign["@bob:hs|BOB1"] = true
+		pol := e2ee.PermissivePolicy()
+		if strict {
+			pol = e2ee.StrictPolicy()
+		}
+		a := s.newClient("@alice:hs", "ALICE1", pol)
+		b := s.newClient("@bob:hs", "BOB1", pol)
+		room := "!r:hs"
+		a.sync(roomState(room, a.user, b.user))
+		b.sync(roomState(room, a.user, b.user))
+		a.flush()
+		b.flush()
+		ev := a.send(room, "hi")
+		b.sync()
+		d, err := b.decrypt(room, ev)
+		if strict {
+			wantUTD(t, err, e2ee.UTDWithheld)
+			continue
+		}
+		if err != nil || d.Provenance.Trust != e2ee.TrustUnverifiedDevice {
+			t.Fatalf("permissive: %v %+v", err, d)
+		}
+	}
+}

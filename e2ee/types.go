@@ -26,6 +26,15 @@ type TrustPolicy struct {
 // StrictPolicy returns the default policy (the zero value).
 func StrictPolicy() TrustPolicy { return TrustPolicy{} }
 
+// PermissivePolicy shares with and shows devices that are not cross-signed
+// (still never devices whose keys changed or are reused), and only alerts
+// on a change of an unverified identity: the behaviour of clients before
+// MSC4153, for accounts that have not set up cross-signing. A verified
+// identity that changes still blocks sending.
+func PermissivePolicy() TrustPolicy {
+	return TrustPolicy{ShareWithNonCrossSigned: true, ShowNonCrossSigned: true, AllowUnverifiedIdentityChange: true}
+}
+
 // Rotation limits: a room's m.room.encryption settings are clamped to these
 // (threat model B13 rule 3; spec defaults are one week and 100 messages).
 const (
