@@ -220,13 +220,13 @@ func TestRestoreProvenanceAndRefusals(t *testing.T) {
 		refused[e.RoomID+"|"+e.SessionID] = e.Reason
 	}
 	want := map[string]error{
-		room + "|" + forgedMAC.SessionID:    backup.ErrBadAuthenticationMAC,
-		room + "|" + other.SessionID:        ErrSessionIDMismatch,
-		room + "|" + moved.SessionID:        backup.ErrBadMAC,
-		room + "|" + algo.SessionID:         ErrMalformed,
-		room + "|garbage":                   backup.ErrMalformed,
-		room + "|nosessiondata":             ErrMalformed,
-		room + "|notanobject":               ErrMalformed,
+		room + "|" + forgedMAC.SessionID:  backup.ErrBadAuthenticationMAC,
+		room + "|" + other.SessionID:      ErrSessionIDMismatch,
+		room + "|" + moved.SessionID:      backup.ErrBadMAC,
+		room + "|" + algo.SessionID:       ErrMalformed,
+		room + "|garbage":                 backup.ErrMalformed,
+		room + "|nosessiondata":           ErrMalformed,
+		room + "|notanobject":             ErrMalformed,
 		"not a room id|" + good.SessionID: ErrMalformed,
 	}
 	if len(refused) != len(want) {
