@@ -16,6 +16,7 @@
 //	                        loopback address; any other address requires choosing a mode.
 //	registration.tokens     registration tokens accepted in "token" mode.
 //	max_request_bytes       request body limit. Default 8388608 (8 MiB); events are limited to 65536 bytes.
+//	max_upload_bytes        media upload limit. Default 52428800 (50 MiB); media lives in DATA_DIR/media.
 //	rate_limit.per_user     token bucket per authenticated user: {"rate": req/s, "burst": n}.
 //	                        Default {"rate": 100, "burst": 500}; rate 0 disables.
 //	rate_limit.per_ip       token bucket per client IP for unauthenticated requests.
@@ -65,6 +66,7 @@ type Config struct {
 		Tokens []string `json:"tokens"`
 	} `json:"registration"`
 	MaxRequestBytes int64 `json:"max_request_bytes"`
+	MaxUploadBytes  int64 `json:"max_upload_bytes"`
 	RateLimit       struct {
 		PerUser rateLimit `json:"per_user"`
 		PerIP   rateLimit `json:"per_ip"`
@@ -87,6 +89,7 @@ func defaults() Config {
 	c.Listen = "127.0.0.1:8008"
 	c.DataDir = "./data"
 	c.MaxRequestBytes = 8 << 20
+	c.MaxUploadBytes = 50 << 20
 	c.RateLimit.PerUser = rateLimit{Rate: 100, Burst: 500}
 	c.RateLimit.PerIP = rateLimit{Rate: 20, Burst: 200}
 	c.Log.Level = "info"
@@ -238,6 +241,7 @@ func run(args []string, logw io.Writer) error {
 	srv, err := httpapi.New(httpapi.Config{
 		ServerName: c.ServerName, BaseURL: c.BaseURL, Store: store, E2EE: e2eeStore(store), Notifier: notifier, Logger: log,
 		Registration: c.Registration.Mode, RegistrationTokens: c.Registration.Tokens, MaxRequestBytes: c.MaxRequestBytes,
+		MediaDir: filepath.Join(c.DataDir, "media"), MaxUploadBytes: c.MaxUploadBytes,
 		RateLimit:     httpapi.RateLimit{Rate: c.RateLimit.PerUser.Rate, Burst: c.RateLimit.PerUser.Burst},
 		RateLimitAnon: httpapi.RateLimit{Rate: c.RateLimit.PerIP.Rate, Burst: c.RateLimit.PerIP.Burst},
 		SigningKey:    key, KeyVersion: keyVersion,

@@ -228,7 +228,7 @@ func TestConfig(t *testing.T) {
 	c, err = loadConfig([]string{"--config", filepath.Join("..", "..", "docs", "myelind.example.json")})
 	d := defaults()
 	d.Registration.Mode = "open"
-	if err != nil || c.Listen != d.Listen || c.RateLimit != d.RateLimit || c.MaxRequestBytes != d.MaxRequestBytes {
+	if err != nil || c.Listen != d.Listen || c.RateLimit != d.RateLimit || c.MaxRequestBytes != d.MaxRequestBytes || c.MaxUploadBytes != d.MaxUploadBytes {
 		t.Errorf("example config: %+v %v", c, err)
 	}
 	// Signing key: generated once, then stable.

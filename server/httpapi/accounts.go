@@ -63,6 +63,7 @@ func (s *Server) routes() {
 	s.client("POST", "/user_directory/search", authRequired, s.userDirectorySearch)
 	s.roomRoutes()
 	s.syncRoutes()
+	s.mediaRoutes()
 }
 
 func (s *Server) versions(*http.Request) (any, error) {

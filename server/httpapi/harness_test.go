@@ -35,7 +35,8 @@ func startServer(t *testing.T, mod func(*httpapi.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := httpapi.Config{ServerName: "test.local", Store: st, E2EE: st, Notifier: n, Registration: httpapi.RegistrationOpen}
+	cfg := httpapi.Config{ServerName: "test.local", Store: st, E2EE: st, Notifier: n, Registration: httpapi.RegistrationOpen,
+		MediaDir: filepath.Join(t.TempDir(), "media")}
 	if mod != nil {
 		mod(&cfg)
 	}

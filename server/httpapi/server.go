@@ -58,6 +58,10 @@ type Config struct {
 	RegistrationTokens []string
 	// MaxRequestBytes bounds request bodies (default 8 MiB).
 	MaxRequestBytes int64
+	// MediaDir holds uploaded media; empty disables the media endpoints.
+	MediaDir string
+	// MaxUploadBytes bounds media uploads (default 50 MiB).
+	MaxUploadBytes int64
 	// RateLimit applies per authenticated user; RateLimitAnon per client IP for
 	// unauthenticated requests.
 	RateLimit, RateLimitAnon RateLimit
@@ -164,6 +168,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = 8 << 20
 	}
+	if cfg.MaxUploadBytes <= 0 {
+		cfg.MaxUploadBytes = 50 << 20
+	}
 	if cfg.Notifier == nil {
 		cfg.Notifier = sync.NewNotifier()
 	}
@@ -224,17 +231,19 @@ type response struct {
 }
 
 type route struct {
-	method string
-	segs   []string // literal, "{name}" or "{name...}"
-	auth   authMode
-	h      handlerFunc
-	raw    bool // body is not JSON (no size check against JSON)
+	method  string
+	segs    []string // literal, "{name}" or "{name...}"
+	auth    authMode
+	h       handlerFunc
+	maxBody int64 // request body limit; 0 means Config.MaxRequestBytes
 }
 
 type router struct{ routes []*route }
 
-func (rt *router) add(method, pattern string, mode authMode, h handlerFunc) {
-	rt.routes = append(rt.routes, &route{method: method, segs: strings.Split(strings.Trim(pattern, "/"), "/"), auth: mode, h: h})
+func (rt *router) add(method, pattern string, mode authMode, h handlerFunc) *route {
+	r := &route{method: method, segs: strings.Split(strings.Trim(pattern, "/"), "/"), auth: mode, h: h}
+	rt.routes = append(rt.routes, r)
+	return r
 }
 
 // match returns the route for method and unescaped path segments, and whether
@@ -425,10 +434,25 @@ func (s *Server) serveHTTP() http.Handler {
 			writeError(w, e)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
+		limit := s.cfg.MaxRequestBytes
+		if rt.maxBody > 0 {
+			limit = rt.maxBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		body, err := rt.h(r)
 		if err != nil {
 			s.writeErr(w, r, err)
+			return
+		}
+		if raw, ok := body.(*rawResponse); ok {
+			defer raw.body.Close()
+			for k, v := range raw.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(http.StatusOK)
+			if r.Method != http.MethodHead {
+				io.Copy(w, raw.body)
+			}
 			return
 		}
 		if resp, ok := body.(*response); ok {

@@ -193,6 +193,7 @@ type Store interface {
 	Rooms
 	Aliases
 	Receipts
+	MediaStore
 	Position
 	// Close stops the writer and closes the database.
 	Close() error
