@@ -470,6 +470,19 @@ func TestE2EEDeviceLists(t *testing.T) {
 		t.Fatalf("bob not in left: %s", r.raw)
 	}
 
+	// Carol leaves: her own /keys/changes lists Alice as left.
+	before = ts.sync(c, "timeout=0").str("next_batch")
+	ts.must(200, "POST", v3+"/rooms/"+esc(room)+"/leave", c.token, map[string]any{})
+	after = ts.sync(c, "timeout=0").str("next_batch")
+	r = ts.must(200, "GET", v3+"/keys/changes?from="+before+"&to="+after, c.token, nil)
+	if !slices.Contains(toStrings(r.body["left"]), a.id) || slices.Contains(toStrings(r.body["left"]), c.id) {
+		t.Fatalf("carol's keys/changes after leaving: %s", r.raw)
+	}
+	// She shares a new room with Alice again for the rest of the test.
+	room2 := ts.createRoom(a, nil)
+	ts.invite(a, room2, c.id)
+	ts.join(c, room2)
+
 	// Deleting a device is a change too, and a long-polling sync wakes for it.
 	sa2 := ts.sync(a, "timeout=0")
 	sc2 := ts.sync(c, "timeout=0")
