@@ -20,6 +20,48 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	t.Run("Filters", func(t *testing.T) { testFilters(t, open(t)) })
 	t.Run("Rooms", func(t *testing.T) { testRooms(t, open(t)) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { testConcurrent(t, open(t)) })
+	t.Run("AliasesReceiptsMedia", func(t *testing.T) { testMisc(t, open(t)) })
+}
+
+func testMisc(t *testing.T, s storage.Store) {
+	ctx := context.Background()
+	if err := s.PutAlias(ctx, "#a:x", "!r:x", "@a:x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAlias(ctx, "#a:x", "!q:x", "@b:x"); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("duplicate alias: %v", err)
+	}
+	if r, err := s.ResolveAlias(ctx, "#a:x"); err != nil || r != "!r:x" {
+		t.Errorf("resolve: %s %v", r, err)
+	}
+	if err := s.DeleteAlias(ctx, "#a:x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ResolveAlias(ctx, "#a:x"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("deleted alias: %v", err)
+	}
+	p1, err := s.PutReceipt(ctx, storage.Receipt{RoomID: "!r:x", UserID: "@a:x", Type: "m.read", EventID: "$1", TS: 1}, []string{"@a:x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := s.PutReceipt(ctx, storage.Receipt{RoomID: "!r:x", UserID: "@a:x", Type: "m.read", EventID: "$2", TS: 2}, nil)
+	rs, _ := s.ReceiptsRange(ctx, "!r:x", 0, s.Pos())
+	if len(rs) != 1 || rs[0].EventID != "$2" || rs[0].Pos != p2 || p2 <= p1 {
+		t.Errorf("receipts replace: %+v", rs)
+	}
+	if got, _ := s.RoomsWithReceipts(ctx, []string{"!r:x", "!q:x"}, p1, p2); !got["!r:x"] || got["!q:x"] {
+		t.Errorf("rooms with receipts: %v", got)
+	}
+	m := storage.Media{MediaID: "m1", ContentType: "image/png", Size: 3, Uploader: "@a:x", CreatedTS: 1}
+	if err := s.PutMedia(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Media(ctx, "m1"); err != nil || got != m {
+		t.Errorf("media: %+v %v", got, err)
+	}
+	if _, err := s.Media(ctx, "m2"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("unknown media: %v", err)
+	}
 }
 
 func testAccounts(t *testing.T, s storage.Store) {
