@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -280,7 +281,7 @@ func (r *recorder) wrap(h http.Handler) http.Handler {
 		}
 		r.log = append(r.log, exchange{
 			When: start, Method: req.Method, Path: redactToken(req.URL.RequestURI()),
-			ReqBody: clip(string(reqBody)), Status: cw.status, RespBody: clip(cw.body.String()),
+			ReqBody: clip(passwordField.ReplaceAllString(string(reqBody), `"password":"REDACTED"`)), Status: cw.status, RespBody: clip(cw.body.String()),
 			Dur: time.Since(start),
 		})
 	})
@@ -312,6 +313,8 @@ func (r *recorder) dump(t *testing.T) {
 	}
 	t.Logf("HTTP exchanges through the proxy (oldest first, last %d):\n%s", len(r.log), sb.String())
 }
+
+var passwordField = regexp.MustCompile(`"password"\s*:\s*"(?:[^"\\]|\\.)*"`)
 
 func clip(s string) string {
 	if len(s) > maxBodyLog {

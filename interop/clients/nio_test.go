@@ -151,6 +151,19 @@ func (d *driverDevice) read(r io.Reader) {
 	}
 }
 
+// redactArgs hides passwords and keys from failure messages.
+func redactArgs(args map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range args {
+		switch k {
+		case "password", "recovery_key":
+			v = "REDACTED"
+		}
+		out[k] = v
+	}
+	return out
+}
+
 func str(v any) string {
 	s, _ := v.(string)
 	return s
@@ -178,7 +191,7 @@ func (d *driverDevice) call(ctx context.Context, cmd string, args map[string]any
 	select {
 	case m := <-ch:
 		if m["ok"] != true {
-			d.t.Fatalf("%s: %s %v: %v", d.name, cmd, args, m["error"])
+			d.t.Fatalf("%s: %s %v: %v", d.name, cmd, redactArgs(args), m["error"])
 		}
 		return m
 	case <-d.done:
