@@ -1,0 +1,137 @@
+package e2ee
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"myelin/crypto/crosssign"
+	"myelin/crypto/megolm"
+)
+
+// ExportedRoomKey is one session in the key-export / backup format
+// (https://spec.matrix.org/v1.16/client-server-api/#key-export-format).
+// SessionKey is secret.
+type ExportedRoomKey struct {
+	Algorithm         string            `json:"algorithm"`
+	RoomID            string            `json:"room_id"`
+	SenderKey         string            `json:"sender_key"`
+	SessionID         string            `json:"session_id"`
+	SessionKey        string            `json:"session_key"`
+	SenderClaimedKeys map[string]string `json:"sender_claimed_keys"`
+	ForwardingChain   []string          `json:"forwarding_curve25519_key_chain"`
+}
+
+// ExportRoomKeys returns every inbound session at its first known index,
+// for key export and server-side backup (issue 6 encrypts them).
+func (m *Machine) ExportRoomKeys(ctx context.Context) ([]ExportedRoomKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	recs, err := m.store.List(ctx, KindInboundGroup, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ExportedRoomKey, 0, len(recs))
+	for _, rec := range recs {
+		s, err := m.loadInbound(ctx, rec.Key)
+		if err != nil {
+			return nil, err
+		}
+		ek, err := s.s.Export(s.s.FirstKnownIndex())
+		if err != nil {
+			return nil, err
+		}
+		chain := []string{}
+		if s.ForwardedBy != "" {
+			chain = append(chain, s.ForwardedBy)
+		}
+		out = append(out, ExportedRoomKey{Algorithm: crosssign.AlgorithmMegolm, RoomID: s.RoomID, SenderKey: s.SenderCurve,
+			SessionID: s.SessionID, SessionKey: ek.String(), SenderClaimedKeys: map[string]string{"ed25519": s.SenderEd25519},
+			ForwardingChain: chain})
+	}
+	return out, nil
+}
+
+// ImportRoomKeys imports sessions from a key export or a backup. Imported
+// sessions carry no authenticity (TrustForwardedOrBackup); a copy never
+// replaces or rebinds a stored session unless it is connected and starts
+// earlier (then only the ratchet is merged, B5). The sender must be a device
+// we know (so that the session owner check on decryption has a user).
+func (m *Machine) ImportRoomKeys(ctx context.Context, keys []ExportedRoomKey) (imported int, res *Result, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	res = &Result{}
+	for _, k := range keys {
+		ok, err := m.importOne(ctx, res, k)
+		if err != nil {
+			m.abort(ctx)
+			return imported, res, err
+		}
+		if ok {
+			imported++
+		}
+	}
+	return imported, res, nil
+}
+
+func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey) (bool, error) {
+	if k.Algorithm != crosssign.AlgorithmMegolm {
+		res.reject(RejectRoomKeyInvalid, "", "", fmt.Errorf("e2ee: import: algorithm %q", k.Algorithm))
+		return false, nil
+	}
+	ek, err := megolm.ParseExportedSessionKey(k.SessionKey)
+	if err != nil || ek.ID() != k.SessionID {
+		res.reject(RejectRoomKeyInvalid, "", "", errors.New("e2ee: import: session key invalid or does not match session_id"))
+		return false, nil
+	}
+	in, err := megolm.ImportInboundSession(ek)
+	if err != nil {
+		res.reject(RejectRoomKeyInvalid, "", "", err)
+		return false, nil
+	}
+	ch := &Changes{}
+	old, err := m.loadInbound(ctx, k.SessionID)
+	if err != nil {
+		return false, err
+	}
+	if old != nil {
+		if old.RoomID != k.RoomID {
+			res.reject(RejectSessionOwnerConflict, "", "", errors.New("e2ee: import: session belongs to another room"))
+			return false, nil
+		}
+		switch in.Compare(old.s) {
+		case megolm.Unconnected:
+			res.reject(RejectMegolmUnconnected, "", "", fmt.Errorf("e2ee: import: copy of session %s is not connected to the stored one; kept the stored one", k.SessionID))
+			return false, nil
+		case megolm.Better:
+			merged, err := old.s.Merge(in)
+			if err != nil {
+				return false, nil
+			}
+			old.s = merged
+			if err := m.putInbound(ch, old); err != nil {
+				return false, err
+			}
+		default:
+			return false, nil
+		}
+	} else {
+		u, d, err := m.deviceByCurve(ctx, k.SenderKey)
+		if err != nil {
+			return false, err
+		}
+		if d == nil || d.Ed25519 != k.SenderClaimedKeys["ed25519"] {
+			res.reject(RejectUnknownSenderDevice, "", "", errors.New("e2ee: import: the session's sender device is unknown"))
+			return false, nil
+		}
+		if err := m.putInbound(ch, &inboundSession{SessionID: k.SessionID, RoomID: k.RoomID, SenderUser: u.UserID,
+			SenderDevice: d.DeviceID, SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, FromBackup: true,
+			Received: m.now().UnixMilli(), s: in}); err != nil {
+			return false, err
+		}
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		return false, err
+	}
+	return true, nil
+}

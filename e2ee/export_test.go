@@ -1,0 +1,46 @@
+package e2ee_test
+
+import (
+	"testing"
+
+	"myelin/crypto/megolm"
+	"myelin/e2ee"
+)
+
+func TestExportImportRoomKeys(t *testing.T) {
+	s, a, b, room := setup(t)
+	e := b.send(room, "kept")
+	a.sync()
+	a.mustDecrypt(room, e, "kept")
+	exp, err := a.m.ExportRoomKeys(ctx)
+	if err != nil || len(exp) == 0 {
+		t.Fatalf("export: %v (%d)", err, len(exp))
+	}
+	fresh := s.newClient(a.user, "ALICE9", e2ee.StrictPolicy())
+	fresh.sync(roomState(room, a.user, b.user))
+	fresh.flush()
+	n, res, err := fresh.m.ImportRoomKeys(ctx, exp)
+	if err != nil || n != len(exp) {
+		t.Fatalf("import: %d, %v, %+v", n, err, res.Rejected)
+	}
+	d := fresh.mustDecrypt(room, e, "kept")
+	if d.Provenance.Trust != e2ee.TrustForwardedOrBackup {
+		t.Fatalf("imported session trusted as %s", d.Provenance.Trust)
+	}
+	// B5: an unconnected ratchet for a stored session is refused; the
+	// stored, authenticated session keeps its binding.
+	bad := exp[0]
+	raw := make([]byte, megolm.ExportedSessionKeySize)
+	raw[0] = megolm.ExportedSessionKeyVersion
+	ek0, _ := megolm.ParseExportedSessionKey(bad.SessionKey)
+	copy(raw[5+megolm.RatchetSize:], ek0.SigningKey().Bytes())
+	bogus, _ := megolm.NewExportedSessionKey(raw)
+	bad.SessionKey = bogus.String()
+	_, res, _ = a.m.ImportRoomKeys(ctx, []e2ee.ExportedRoomKey{bad})
+	if len(res.Rejected) != 1 || res.Rejected[0].Code != e2ee.RejectMegolmUnconnected {
+		t.Fatalf("unconnected import: %+v", res.Rejected)
+	}
+	if d := a.mustDecrypt(room, e, "kept"); d.Provenance.Trust != e2ee.TrustCrossSignedPinned {
+		t.Fatalf("binding changed by an import: %s", d.Provenance.Trust)
+	}
+}
