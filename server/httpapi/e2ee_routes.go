@@ -26,6 +26,11 @@ type e2eeHooks struct {
 	// "ed25519:" prefix) of a user's cross-signing keys; login and register
 	// refuse a device ID equal to one of them. nil means none.
 	crossSigningKeyIDs func(ctx context.Context, userID string) ([]string, error)
+	// deviceChanged records a device-list change of userID made outside the
+	// E2EE endpoints (a device renamed: the name is served in /keys/query's
+	// unsigned.device_display_name) and wakes the users who must see it.
+	// Deletions need no call: the storage hook records them. nil means none.
+	deviceChanged func(ctx context.Context, userID string) error
 }
 
 // notifierAdapter feeds keys.Service wake-ups into the sync notifier.
@@ -87,7 +92,8 @@ func (s *Server) registerE2EE() e2eeHooks {
 		s.client("DELETE", p, authRequired, h.deleteBackupKeys)
 	}
 	return e2eeHooks{
-		sync: e2eeSync{svc},
+		sync:          e2eeSync{svc},
+		deviceChanged: svc.NotifyDeviceListChange,
 		crossSigningKeyIDs: func(ctx context.Context, userID string) ([]string, error) {
 			ks, err := s.cfg.E2EE.CrossSigningKeys(ctx, []string{userID})
 			if err != nil {

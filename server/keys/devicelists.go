@@ -177,9 +177,3 @@ func (s *Service) NotifyDeviceListChange(ctx context.Context, userID string) err
 	s.wakeChanges(ctx, []storage.DeviceListChange{{UserID: userID, Pos: pos}})
 	return nil
 }
-
-// WakeDeviceListWatchers wakes everyone who must see a device-list change of
-// userID recorded at pos by the storage engine itself (device deletion).
-func (s *Service) WakeDeviceListWatchers(ctx context.Context, userID string, pos int64) {
-	s.wakeChanges(ctx, []storage.DeviceListChange{{UserID: userID, Pos: pos}})
-}
