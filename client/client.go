@@ -121,13 +121,12 @@ type Client struct {
 	syncMu sync.Mutex // one sync at a time
 	outMu  sync.Mutex // one outgoing flush at a time
 
-	mu       sync.Mutex
-	since    string
-	rooms    map[string]*Room
-	pending  []api.ClientEvent // UTD for lack of a session, retried after syncs
-	synced   chan struct{}     // closed and replaced after each sync
-	running  bool
-	password string // kept only for the cross-signing upload at registration
+	mu      sync.Mutex
+	since   string
+	rooms   map[string]*Room
+	pending []api.ClientEvent // UTD for lack of a session, retried after syncs
+	synced  chan struct{}     // closed and replaced after each sync
+	running bool
 }
 
 // maxPending bounds the undecryptable events kept for retry.

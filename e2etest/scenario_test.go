@@ -199,7 +199,8 @@ func TestNoPlaintextIntoEncryptedRoom(t *testing.T) {
 	ev := alice.waitEvent("flagged plaintext", func(ev client.Event) bool { return ev.RoomID == room && ev.Raw.Type == "m.room.message" })
 	var u *e2ee.UTDError
 	if !errors.As(ev.Err, &u) || u.Reason != e2ee.UTDUnencryptedInEncryptedRoom {
-		t.Fatalf("plaintext event delivered with err %v, want UTD %s", ev.Err, e2ee.UTDUnencryptedInEncryptedRoom)
+		enc, _ := alice.Machine().IsEncrypted(ctxT(t), room)
+		t.Fatalf("plaintext event delivered with err %v (provenance %+v, machine says encrypted=%v), want UTD %s", ev.Err, ev.Provenance, enc, e2ee.UTDUnencryptedInEncryptedRoom)
 	}
 	if alice.hasText(leak) {
 		t.Fatal("plaintext shown as a normal message")
