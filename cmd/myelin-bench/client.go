@@ -49,8 +49,8 @@ type hsClient struct {
 	hc       *http.Client
 	requests atomic.Int64
 	retries  atomic.Int64
-	// lockRetries counts 500 "database is locked" answers retried.
-	lockRetries atomic.Int64
+	// retries500 counts 500 answers retried.
+	retries500 atomic.Int64
 }
 
 func newHSClient(base string) *hsClient {
@@ -75,8 +75,8 @@ type session struct {
 }
 
 // do sends one JSON request and decodes a JSON answer into out (if non-nil).
-// 429 answers are retried after the server's retry_after_ms, 500 "database
-// is locked" after a short backoff (both counted).
+// 429 answers are retried after the server's retry_after_ms, 500 answers
+// after a short backoff (both counted).
 func (c *hsClient) do(ctx context.Context, method, path, token string, body, out any) (int, error) {
 	var raw []byte
 	if body != nil {
@@ -127,10 +127,12 @@ func (c *hsClient) do(ctx context.Context, method, path, token string, body, out
 				return resp.StatusCode, ctx.Err()
 			}
 		}
-		if resp.StatusCode >= 500 && bytes.Contains(b, []byte("database is locked")) && attempt < 50 {
+		if resp.StatusCode == http.StatusInternalServerError && attempt < 30 {
 			// SQLite servers (Dendrite) answer 500 when concurrent writers
-			// collide; nothing was committed, and a client would retry.
-			c.lockRetries.Add(1)
+			// collide ("database is locked"; on /keys/upload with the message
+			// hidden): nothing was committed, and a client would retry.
+			// Counted and reported, so a server that fails shows it.
+			c.retries500.Add(1)
 			select {
 			case <-time.After(time.Duration(50+attempt*20) * time.Millisecond):
 				continue

@@ -69,9 +69,9 @@ type Report struct {
 	LoadAvg    string    `json:"loadavg,omitempty"`
 	Requests   int64     `json:"requests"`
 	Retries    int64     `json:"retries_429"`
-	// LockRetries counts 500 "database is locked" answers that were retried.
-	LockRetries int64     `json:"retries_500_locked"`
-	Scenarios   []*Result `json:"scenarios"`
+	// Retries500 counts 500 answers that were retried.
+	Retries500 int64     `json:"retries_500"`
+	Scenarios  []*Result `json:"scenarios"`
 	// RSSMaxMiB and HWMMiB summarise the server over all scenarios.
 	RSSMaxMiB  float64 `json:"server_rss_max_mib,omitempty"`
 	HWMMiB     float64 `json:"server_vmhwm_mib,omitempty"`
@@ -128,7 +128,7 @@ func printTable(w io.Writer, rep *Report) {
 	if rep.PID > 0 {
 		fmt.Fprintf(w, "server overall: cpu %.1fs, rss max %.1f MiB, VmHWM %.1f MiB\n", rep.CPUSeconds, rep.RSSMaxMiB, rep.HWMMiB)
 	}
-	fmt.Fprintf(w, "requests %d, 429 retries %d, 500 \"database is locked\" retries %d\n", rep.Requests, rep.Retries, rep.LockRetries)
+	fmt.Fprintf(w, "requests %d, 429 retries %d, 500 retries %d\n", rep.Requests, rep.Retries, rep.Retries500)
 }
 
 func readReport(path string) (*Report, error) {
@@ -275,8 +275,8 @@ func printCompare(w io.Writer, a, b *Report) {
 		fmt.Fprintf(w, "%-15s %-22s %11s %11s %-4s %9s %s\n", k[0], k[1], va, vb, unit, ratio, verdict)
 	}
 	for _, rep := range []*Report{a, b} {
-		fmt.Fprintf(w, "%s: %d requests, %d retried after 429, %d retried after 500 \"database is locked\", wall %.0fs\n",
-			rep.Label, rep.Requests, rep.Retries, rep.LockRetries, rep.Seconds)
+		fmt.Fprintf(w, "%s: %d requests, %d retried after 429, %d retried after 500, wall %.0fs\n",
+			rep.Label, rep.Requests, rep.Retries, rep.Retries500, rep.Seconds)
 	}
 	for _, rep := range []*Report{a, b} {
 		for _, r := range rep.Scenarios {

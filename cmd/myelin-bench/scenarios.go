@@ -167,8 +167,15 @@ func (b *bench) scenario(ctx context.Context, name string, params map[string]any
 	}
 	r.SetupSeconds = time.Since(t0).Seconds()
 	s := startSampler(b.pid)
+	r500, r429 := b.c.retries500.Load(), b.c.retries.Load()
 	err := measure(ctx, r)
 	r.Server = s.finish()
+	if n := b.c.retries500.Load() - r500; n > 0 {
+		r.add("http_500_retried", float64(n), "", "lower")
+	}
+	if n := b.c.retries.Load() - r429; n > 0 {
+		r.add("http_429_retried", float64(n), "", "lower")
+	}
 	setErr(r, err)
 	return r
 }
