@@ -26,8 +26,13 @@
 // cannot reset it, so it covers the process's whole life).
 //
 // The homeserver must be on a loopback address (no load is sent elsewhere).
-// Rate limits should be off: 429 answers are retried after retry_after_ms
-// and counted in the report.
+// Rate limits should be off: 429 answers are retried after retry_after_ms,
+// 500 answers (SQLite lock collisions under concurrent writers) after a short
+// backoff; both are counted per scenario in the report.
+//
+// scripts/bench-server.sh runs the tool against myelind and Dendrite v0.13.8
+// in one run and prints `myelin-bench compare` of the two reports, with the
+// ratios and the targets of issue 4.
 package main
 
 import (
