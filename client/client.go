@@ -637,6 +637,42 @@ func (c *Client) CrossSigningKeys(ctx context.Context) (*crosssign.SigningKeys, 
 
 const secretCrossSigning = "myelin.cross_signing_seeds"
 
+// ResetCrossSigning replaces the account's cross-signing identity with a new
+// one (after losing the old keys, for example) and cross-signs this device
+// with it. Everyone who pinned the old identity is alerted, and with the
+// strict policy cannot send to this user until they acknowledge the change.
+//
+// It returns once this device's e2ee machine has fetched the new identity
+// and pinned it (the machine does not yet connect its own TrustOwnIdentity
+// with the identity it fetches, so the reset is acknowledged here); it needs
+// syncs to get there, from Run or from itself.
+func (c *Client) ResetCrossSigning(ctx context.Context, password string) error {
+	if err := c.bootstrapCrossSigning(ctx, password); err != nil {
+		return err
+	}
+	sk, err := c.CrossSigningKeys(ctx)
+	if err != nil {
+		return err
+	}
+	master := sk.Master.PublicKey().String()
+	sk.Wipe()
+	for {
+		st, err := c.m.Identity(ctx, c.UserID())
+		if err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		if st != nil && st.MasterKey == master {
+			if st.ChangePending {
+				return c.m.AcknowledgeIdentityChange(ctx, c.UserID())
+			}
+			return nil
+		}
+		if err := c.WaitSync(ctx); err != nil {
+			return err
+		}
+	}
+}
+
 func (c *Client) bootstrapCrossSigning(ctx context.Context, password string) error {
 	uid, err := id.ParseUserID(c.UserID())
 	if err != nil {

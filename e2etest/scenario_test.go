@@ -3,6 +3,7 @@ package e2etest
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"myelin/client"
@@ -300,5 +301,65 @@ func TestDeviceRemovedRotatesAndRejoin(t *testing.T) {
 	}
 	if bob.hasText("while bob is away") {
 		t.Fatal("bob read a message sent while he was not in the room")
+	}
+}
+
+// TestIdentityResetBlocksUntilAcknowledged: when bob resets his
+// cross-signing identity, alice is alerted and (strict policy) cannot send
+// into the shared room until she acknowledges the new identity; then bob's
+// device, cross-signed by the new identity, reads her messages again.
+func TestIdentityResetBlocksUntilAcknowledged(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "reset", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	alice.send(room, "before the reset")
+	wantFrom(t, bob.text(room, "before the reset"), alice)
+	old, err := alice.Machine().Identity(ctxT(t), bob.UserID())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := bob.ResetCrossSigning(ctxT(t), bob.password); err != nil {
+		t.Fatal(err)
+	}
+	alert := alice.waitEvent("identity change alert", func(ev client.Event) bool {
+		return ev.Alert != nil && ev.Alert.UserID == bob.UserID() &&
+			(ev.Alert.Code == e2ee.AlertIdentityChanged || ev.Alert.Code == e2ee.AlertVerificationViolation)
+	})
+	_, err = alice.SendText(ctxT(t), room, "must wait for acknowledgement")
+	var blocked *e2ee.SendBlockedError
+	if !errors.As(err, &blocked) || !slices.Contains(blocked.Users, bob.UserID()) {
+		t.Fatalf("send after %s's identity changed (%s): err %v, want SendBlockedError naming him", bob.UserID(), alert.Alert.Code, err)
+	}
+	// Bob's messages meanwhile are flagged: his identity is not the pinned one.
+	bob.send(room, "from the new identity")
+	during := alice.waitEvent("bob's message after his reset", func(ev client.Event) bool {
+		return ev.RoomID == room && ev.Raw.Sender == bob.UserID() && ev.Encrypted
+	})
+	if during.Err == nil && during.Provenance.Trust != e2ee.TrustIdentityChanged {
+		t.Fatalf("message from the unacknowledged identity shown with trust %s", during.Provenance.Trust)
+	}
+	if err := alice.Machine().AcknowledgeIdentityChange(ctxT(t), bob.UserID()); err != nil {
+		t.Fatal(err)
+	}
+	now, err := alice.Machine().Identity(ctxT(t), bob.UserID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.MasterKey == old.MasterKey {
+		t.Fatal("pinned master key did not change")
+	}
+	alice.send(room, "after acknowledging")
+	wantFrom(t, bob.text(room, "after acknowledging"), alice)
+	bob.send(room, "acknowledged")
+	wantFrom(t, alice.text(room, "acknowledged"), bob)
+	if bob.hasText("must wait for acknowledgement") {
+		t.Fatal("a blocked message went out")
 	}
 }
