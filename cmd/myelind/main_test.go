@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"os"
 	"os/exec"
@@ -58,10 +57,11 @@ func TestMain(m *testing.M) {
 
 var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
-// start runs myelind and returns its base URL once it listens.
-func start(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
+// start runs myelind and returns its base URL once it listens. Log lines
+// are copied to logs if it is not nil.
+func start(t *testing.T, bin, dataDir string, logs chan<- string, extra ...string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--data", dataDir)
+	cmd := exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data", dataDir}, extra...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +76,12 @@ func start(t *testing.T, bin, dataDir string) (*exec.Cmd, string) {
 		for sc.Scan() {
 			if m := listenRE.FindStringSubmatch(sc.Text()); m != nil {
 				addr <- m[1]
+			}
+			if logs != nil {
+				select {
+				case logs <- sc.Text():
+				default:
+				}
 			}
 		}
 	}()
@@ -121,7 +127,7 @@ func TestDurabilityKill9(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	data := t.TempDir()
-	cmd, base := start(t, bin, data)
+	cmd, base := start(t, bin, data, nil)
 	c := base + "/_matrix/client/v3"
 	reg := func(name string) (string, string) {
 		r := call(t, "POST", c+"/register", "", map[string]any{"username": name, "password": "pw", "auth": map[string]any{"type": "m.login.dummy"}})
@@ -142,7 +148,7 @@ func TestDurabilityKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	_, base = start(t, bin, data)
+	_, base = start(t, bin, data, nil)
 	c = base + "/_matrix/client/v3"
 	r := call(t, "GET", c+"/rooms/"+url.PathEscape(room)+"/messages?dir=b&limit=50", bt, nil)
 	raw, _ := json.Marshal(r)
@@ -170,18 +176,21 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	cmd, base := start(t, bin, t.TempDir())
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(cfg, []byte(`{"log":{"level":"debug"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := make(chan string, 1000)
+	cmd, base := start(t, bin, filepath.Join(dir, "data"), logs, "--config", cfg)
 	c := base + "/_matrix/client/v3"
 	r := call(t, "POST", c+"/register", "", map[string]any{"username": "a", "password": "pw", "auth": map[string]any{"type": "m.login.dummy"}})
 	tok := r["access_token"].(string)
 	next := call(t, "GET", c+"/sync", tok, nil)["next_batch"].(string)
 	done := make(chan error, 1)
-	wrote := make(chan struct{})
 	go func() {
 		req, _ := http.NewRequest("GET", c+"/sync?timeout=60000&since="+next, nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
-			WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) }}))
 		res, err := http.DefaultClient.Do(req)
 		if err == nil {
 			if res.StatusCode != 200 {
@@ -191,8 +200,19 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 		done <- err
 	}()
-	// Once the request is written the server owns it: Shutdown serves it.
-	<-wrote
+	// Once the handler has started, Shutdown must let it finish. The first
+	// sync start logged is the initial sync above; the second is the long-poll.
+	deadline := time.After(20 * time.Second)
+	for syncs := 0; syncs < 2; {
+		select {
+		case l := <-logs:
+			if strings.Contains(l, `msg="request start"`) && strings.Contains(l, "path=/_matrix/client/v3/sync") {
+				syncs++
+			}
+		case <-deadline:
+			t.Fatal("the long-poll never reached the server")
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

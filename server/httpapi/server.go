@@ -384,6 +384,7 @@ func (s *Server) serveHTTP() http.Handler {
 			writeJSON(w, http.StatusOK, struct{}{})
 			return
 		}
+		s.log.Debug("request start", "method", r.Method, "path", r.URL.Path)
 		segs, ok := splitPath(r.URL.EscapedPath())
 		if !ok {
 			writeError(w, api.Unrecognized(http.StatusNotFound))
