@@ -32,7 +32,7 @@ func TestSendEncryptedToDevice(t *testing.T) {
 	}
 	a.flush()
 	b.sync()
-	if len(b.toDevice) != 1 || b.toDevice[0].Type != "m.key.verification.request" || b.toDevice[0].SenderDevice != "ALICE1" {
+	if len(b.toDevice) != 1 || b.toDevice[0].Type != "m.key.verification.request" || b.toDevice[0].SenderDevice != "ALICE1" || !b.toDevice[0].Encrypted {
 		t.Fatalf("got %+v", b.toDevice)
 	}
 	if err := a.m.SendEncryptedToDevice(ctx, b.user, "NOPE", "x", []byte(`{}`)); err == nil {

@@ -481,7 +481,7 @@ func (m *Machine) handleOlmEvent(ctx context.Context, ch *Changes, res *Result, 
 		return nil
 	default:
 		res.ToDevice = append(res.ToDevice, DecryptedToDevice{
-			Type: pt.Type, Sender: u.UserID, SenderDevice: d.DeviceID, SenderCurve: d.Curve25519,
+			Encrypted: true, Type: pt.Type, Sender: u.UserID, SenderDevice: d.DeviceID, SenderCurve: d.Curve25519,
 			SenderEd25519: d.Ed25519, Content: pt.Content,
 		})
 	}

@@ -109,9 +109,12 @@ type Request struct {
 	Meta json.RawMessage `json:"meta,omitempty"`
 }
 
-// DecryptedToDevice is an Olm-authenticated to-device event that the machine
-// did not consume itself (verification messages, for example).
+// DecryptedToDevice is a to-device event that the machine did not consume
+// itself (verification messages, for example). Encrypted events passed the
+// Olm sender-binding checks and name the sending device; for cleartext ones
+// (Encrypted false) only the server-asserted Sender is known.
 type DecryptedToDevice struct {
+	Encrypted     bool
 	Type          string
 	Sender        string
 	SenderDevice  string
