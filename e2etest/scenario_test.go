@@ -342,6 +342,7 @@ func TestIdentityResetBlocksUntilAcknowledged(t *testing.T) {
 	during := alice.waitEvent("bob's message after his reset", func(ev client.Event) bool {
 		return ev.RoomID == room && ev.Raw.Sender == bob.UserID() && ev.Encrypted
 	})
+	t.Logf("bob after his reset, as alice sees it: err=%v trust=%s", during.Err, during.Provenance.Trust)
 	if during.Err == nil && during.Provenance.Trust != e2ee.TrustIdentityChanged {
 		t.Fatalf("message from the unacknowledged identity shown with trust %s", during.Provenance.Trust)
 	}
