@@ -3,6 +3,7 @@ package e2etest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -362,5 +363,54 @@ func TestIdentityResetBlocksUntilAcknowledged(t *testing.T) {
 	wantFrom(t, alice.text(room, "acknowledged"), bob)
 	if bob.hasText("must wait for acknowledgement") {
 		t.Fatal("a blocked message went out")
+	}
+}
+
+// TestConcurrentSends: several goroutines of one client send at once while
+// its sync loop runs; every message arrives once, decrypted, in one session.
+func TestConcurrentSends(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "burst", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := alice.SendText(ctxT(t), room, fmt.Sprintf("burst %d", i))
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	sessions := map[string]bool{}
+	for i := range n {
+		ev := bob.text(room, fmt.Sprintf("burst %d", i))
+		wantFrom(t, ev, alice)
+		sessions[ev.Provenance.SessionID] = true
+	}
+	bob.mu.Lock()
+	seen := map[string]int{}
+	for _, ev := range bob.events {
+		if ev.Err == nil && ev.RoomID == room {
+			seen[bodyOf(ev)]++
+		}
+	}
+	bob.mu.Unlock()
+	for i := range n {
+		if c := seen[fmt.Sprintf("burst %d", i)]; c != 1 {
+			t.Fatalf("burst %d delivered %d times", i, c)
+		}
+	}
+	if len(sessions) != 1 {
+		t.Logf("%d sessions for one burst (no member change)", len(sessions))
 	}
 }
