@@ -127,10 +127,11 @@ func (c *hsClient) do(ctx context.Context, method, path, token string, body, out
 				return resp.StatusCode, ctx.Err()
 			}
 		}
-		if resp.StatusCode == http.StatusInternalServerError && attempt < 30 {
+		if (resp.StatusCode == http.StatusInternalServerError || bytes.Contains(b, []byte("database is locked"))) && attempt < 30 {
 			// SQLite servers (Dendrite) answer 500 when concurrent writers
 			// collide ("database is locked"; on /keys/upload with the message
-			// hidden): nothing was committed, and a client would retry.
+			// hidden, or 400 with it in per-key errors): nothing was
+			// committed, and a client would retry.
 			// Counted and reported, so a server that fails shows it.
 			c.retries500.Add(1)
 			select {

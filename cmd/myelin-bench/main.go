@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.Devices, "devices", 1000, "keys/to_device: devices")
 	fs.IntVar(&c.DeviceUsers, "device-users", 50, "keys/to_device: users owning the devices")
 	fs.IntVar(&c.OTKs, "otks", 20, "keys_upload: one-time keys per device")
-	fs.IntVar(&c.UploadConc, "upload-conc", 16, "keys_upload: concurrent uploads")
+	fs.IntVar(&c.UploadConc, "upload-conc", 8, "keys_upload: concurrent uploads")
 	fs.IntVar(&c.LoginConc, "login-conc", 8, "setup: concurrent logins")
 	fs.IntVar(&c.SyncConc, "sync-conc", 2000, "to_device: at most this many /sync requests in flight")
 	fs.IntVar(&c.Rooms, "rooms", 50, "rooms: rooms to create")
