@@ -41,6 +41,8 @@ type roomTx struct {
 	depth   int64
 	wake    map[string]struct{}
 	added   []*storage.Event
+	// memberChange is set when a member event was added.
+	memberChange bool
 }
 
 // mapRoomsErr translates rooms package errors into Matrix errors.
@@ -135,6 +137,7 @@ func (rt *roomTx) add(p rooms.Proto, txnID, txnDevice string) (*storage.Event, *
 	rt.state.Set(ev)
 	if ne.StateKey != nil && ev.Type() == rooms.TypeMember {
 		rt.wake[*ne.StateKey] = struct{}{}
+		rt.memberChange = true
 	}
 	for _, u := range rt.state.Members(rooms.MembershipJoin) {
 		rt.wake[u] = struct{}{}
@@ -148,6 +151,9 @@ func (rt *roomTx) add(p rooms.Proto, txnID, txnDevice string) (*storage.Event, *
 func (rt *roomTx) finish() {
 	for u := range rt.wake {
 		rt.w.Wake(u)
+	}
+	if rt.memberChange {
+		rt.w.OnCommit(rt.s.memberC.invalidate)
 	}
 	c := &cachedRoom{version: rt.version, state: rt.state, lastID: rt.lastID, depth: rt.depth}
 	rt.s.cache.mu.Lock()

@@ -423,7 +423,9 @@ func (s *Server) forget(r *http.Request) (any, error) {
 	if cur.Membership == rooms.MembershipJoin || cur.Membership == rooms.MembershipInvite {
 		return nil, api.Unknown("cannot forget a room you are still in")
 	}
-	return empty, s.store.Forget(r.Context(), roomID, sess.UserID)
+	err = s.store.Forget(r.Context(), roomID, sess.UserID)
+	s.memberC.invalidate()
+	return empty, err
 }
 
 func (s *Server) joinedRooms(r *http.Request) (any, error) {

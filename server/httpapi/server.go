@@ -92,6 +92,7 @@ type Server struct {
 	quit     chan struct{}
 	quitOnce gosync.Once
 	cache    roomCache
+	memberC  memberCache
 
 	dummyOnce gosync.Once
 	dummy     string

@@ -114,7 +114,7 @@ func (s *Server) buildSync(ctx context.Context, sess Session, f *api.Filter, sin
 	}
 	initial := since == nil
 	nonEmpty := false
-	ms, err := s.store.UserMemberships(ctx, sess.UserID)
+	ms, shared, err := s.memberships(ctx, sess.UserID)
 	if err != nil {
 		return nil, false, err
 	}
@@ -254,10 +254,6 @@ func (s *Server) buildSync(ctx context.Context, sess Session, f *api.Filter, sin
 	}
 
 	// End-to-end encryption.
-	shared, err := s.store.UsersSharingRooms(ctx, sess.UserID)
-	if err != nil {
-		return nil, false, err
-	}
 	er, err := s.e2ee.sync.SyncE2EE(ctx, sync.E2EERequest{UserID: sess.UserID, DeviceID: sess.DeviceID, Since: from.Pos, Upto: upto,
 		Initial: initial, ToDeviceSince: from.ToDevice, SharedUsers: shared})
 	if err != nil {
