@@ -373,6 +373,12 @@ func (m *Machine) applyUserKeys(ctx context.Context, ch *Changes, res *Result, u
 	case u.Pinned == "" && cur != "":
 		u.Pinned = cur // trust on first use
 		u.ChangePending = false
+	case user == m.user.String() && cur != "" && cur == m.meta.OwnMaster:
+		// Our own identity, replaced by this device (TrustOwnIdentity named
+		// exactly this master key): the pin follows without an alert. A
+		// replacement this device did not make still alerts below.
+		u.Pinned = cur
+		u.ChangePending = false
 	case u.Pinned != "" && cur != u.Pinned:
 		if !u.ChangePending {
 			code, msg := AlertIdentityChanged, "the cryptographic identity of "+user+" changed; this may be a new login of theirs or an attack"

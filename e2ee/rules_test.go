@@ -1020,6 +1020,24 @@ func TestB1OwnIdentityResetAlerts(t *testing.T) {
 	}
 }
 
+// B1 rule 4, the other side: a reset this device made itself (it trusted the
+// new master key first) moves the pin without an alert and does not block
+// our own sending.
+func TestB1OwnIdentityResetByThisDevice(t *testing.T) {
+	s, a, _, room := setup(t)
+	s.resetIdentity(a.user)
+	sk := s.identity(a.user)
+	if err := a.m.TrustOwnIdentity(ctx, sk.Master.PublicKey(), sk.UserSigning.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	a.flush()
+	if a.hasAlert(e2ee.AlertOwnIdentityReset) {
+		t.Fatalf("own reset made by this device raised an alert: %+v", a.alerts)
+	}
+	a.send(room, "after my own reset")
+}
+
 // A3 rule 1 / CVE-2022-39252: the answer must come from a device we asked,
 // even if another own device is cross-signed.
 func TestA3ForwardFromDeviceNotAsked(t *testing.T) {
