@@ -35,6 +35,7 @@ func (s *Server) routes() {
 	s.client("POST", "/logout/all", authRequired, s.logoutAll)
 	s.client("GET", "/account/whoami", authRequired, s.whoami)
 	s.client("POST", "/account/password", authRequired, s.changePassword)
+	s.client("POST", "/account/deactivate", authRequired, s.deactivate)
 	s.client("GET", "/account/3pid", authRequired, func(*http.Request) (any, error) { return map[string]any{"threepids": []any{}}, nil })
 	s.client("GET", "/devices", authRequired, s.listDevices)
 	s.client("GET", "/devices/{deviceId}", authRequired, s.getDevice)
@@ -439,6 +440,40 @@ func (s *Server) changePassword(r *http.Request) (any, error) {
 		}
 	}
 	return empty, nil
+}
+
+// deactivate leaves every room, deletes every device and disables the
+// account for good (after UIA with the password).
+func (s *Server) deactivate(r *http.Request) (any, error) {
+	sess := mustSession(r)
+	var req struct {
+		Auth json.RawMessage `json:"auth"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		return nil, err
+	}
+	if err := s.checkUIA(r, req.Auth, uiaParams{flows: [][]string{{"m.login.password"}}, bind: "POST /account/deactivate " + sess.UserID, userID: sess.UserID}); err != nil {
+		return nil, err
+	}
+	ms, err := s.store.UserMemberships(r.Context(), sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if m.Membership == rooms.MembershipJoin || m.Membership == rooms.MembershipInvite {
+			if err := s.setMembership(r.Context(), m.RoomID, sess.UserID, sess.UserID, rooms.MembershipLeave, "", nil); err != nil {
+				s.log.Warn("deactivate: leave room", "room_id", m.RoomID, "err", err)
+			}
+		}
+	}
+	if err := s.store.Deactivate(r.Context(), sess.UserID); err != nil {
+		return nil, err
+	}
+	if err := s.store.DeleteDevices(r.Context(), sess.UserID, nil); err != nil {
+		return nil, err
+	}
+	s.finishUIA(req.Auth)
+	return map[string]string{"id_server_unbind_result": "no-support"}, nil
 }
 
 // ---- devices ----

@@ -355,3 +355,26 @@ func TestPasswordChangeAndProfilePropagation(t *testing.T) {
 		t.Errorf("member event after profile change: %s", r.raw)
 	}
 }
+
+func TestDeactivate(t *testing.T) {
+	ts := startServer(t, nil)
+	a, b := ts.register("alice"), ts.register("bob")
+	room := ts.createRoom(b, map[string]any{"preset": "public_chat"})
+	ts.join(a, room)
+	r := ts.must(401, "POST", "/_matrix/client/v3/account/deactivate", a.token, map[string]any{})
+	ts.must(200, "POST", "/_matrix/client/v3/account/deactivate", a.token, map[string]any{"auth": map[string]any{
+		"type": "m.login.password", "session": r.str("session"), "user": "alice", "password": "pw-alice"}})
+	if r := ts.do("GET", "/_matrix/client/v3/account/whoami", a.token, nil); r.errcode() != "M_UNKNOWN_TOKEN" {
+		t.Errorf("token valid after deactivation: %s", r.raw)
+	}
+	if r := ts.do("POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password", "user": "alice", "password": "pw-alice"}); r.status != 403 {
+		t.Errorf("login after deactivation: %d %s", r.status, r.raw)
+	}
+	r = ts.must(200, "GET", "/_matrix/client/v3/rooms/"+esc(room)+"/state/m.room.member/"+esc(a.id), b.token, nil)
+	if r.str("membership") != "leave" {
+		t.Errorf("deactivated user still in room: %s", r.raw)
+	}
+	if r := ts.do("POST", "/_matrix/client/v3/register", "", map[string]any{"username": "alice", "auth": map[string]any{"type": "m.login.dummy"}}); r.errcode() != "M_USER_IN_USE" {
+		t.Errorf("deactivated user ID reusable: %s", r.raw)
+	}
+}

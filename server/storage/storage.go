@@ -52,6 +52,8 @@ type Accounts interface {
 	User(ctx context.Context, userID string) (User, error)
 	// SetPasswordHash replaces the user's password hash.
 	SetPasswordHash(ctx context.Context, userID, hash string) error
+	// Deactivate marks a user deactivated and removes their password hash.
+	Deactivate(ctx context.Context, userID string) error
 	// SetProfile updates the display name and/or avatar URL (nil leaves a field as is).
 	SetProfile(ctx context.Context, userID string, displayName, avatarURL *string) error
 	// Login creates the device if it does not exist (keeping an existing one and

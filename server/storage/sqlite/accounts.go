@@ -67,6 +67,14 @@ func (s *Store) SetPasswordHash(ctx context.Context, userID, hash string) error 
 	})
 }
 
+// Deactivate implements storage.Accounts.
+func (s *Store) Deactivate(ctx context.Context, userID string) error {
+	return s.Write(ctx, func(t *Tx) error {
+		res, err := t.Exec(`UPDATE users SET deactivated=1, password_hash='' WHERE user_id=?`, userID)
+		return affected(res, err)
+	})
+}
+
 // SetProfile implements storage.Accounts.
 func (s *Store) SetProfile(ctx context.Context, userID string, displayName, avatarURL *string) error {
 	return s.Write(ctx, func(t *Tx) error {
