@@ -189,6 +189,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		rep.CPUSeconds, rep.RSSMaxMiB, rep.HWMMiB = w.CPUSeconds, w.RSSMaxMiB, w.HWMMiB
 	}
 	rep.Seconds = time.Since(rep.Started).Seconds()
+	rep.ClientCPUSeconds, _ = procCPU(os.Getpid())
 	rep.Requests, rep.Retries, rep.Retries500 = b.c.requests.Load(), b.c.retries.Load(), b.c.retries500.Load()
 	printTable(stdout, rep)
 	if *out != "" {

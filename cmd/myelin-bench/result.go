@@ -76,6 +76,8 @@ type Report struct {
 	RSSMaxMiB  float64 `json:"server_rss_max_mib,omitempty"`
 	HWMMiB     float64 `json:"server_vmhwm_mib,omitempty"`
 	CPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+	// ClientCPUSeconds is this tool's own CPU time (it shares the machine).
+	ClientCPUSeconds float64 `json:"client_cpu_seconds,omitempty"`
 }
 
 func loadAvg() string {
@@ -128,7 +130,7 @@ func printTable(w io.Writer, rep *Report) {
 	if rep.PID > 0 {
 		fmt.Fprintf(w, "server overall: cpu %.1fs, rss max %.1f MiB, VmHWM %.1f MiB\n", rep.CPUSeconds, rep.RSSMaxMiB, rep.HWMMiB)
 	}
-	fmt.Fprintf(w, "requests %d, 429 retries %d, 500 retries %d\n", rep.Requests, rep.Retries, rep.Retries500)
+	fmt.Fprintf(w, "requests %d, 429 retries %d, 500 retries %d, load tool cpu %.1fs\n", rep.Requests, rep.Retries, rep.Retries500, rep.ClientCPUSeconds)
 }
 
 func readReport(path string) (*Report, error) {
