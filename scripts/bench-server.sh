@@ -143,7 +143,8 @@ run_dendrite() {
 }
 
 START=$(date +%s)
-echo "bench-server: load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "bench-server: myelind at ${BENCH_REV:-working tree of} $(git rev-parse --short "${BENCH_REV:-HEAD}" 2>/dev/null || echo unknown); $(nproc) CPUs; $(date -u +%FT%TZ)"
+echo "bench-server: load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
 for s in $SERVERS; do
 	case $s in
@@ -157,5 +158,6 @@ if [[ -f "$TMP/myelind.json" && -f "$TMP/dendrite.json" ]]; then
 	echo "=== myelind vs Dendrite $DENDRITE_VERSION (ratio = myelind / Dendrite) ==="
 	"$TMP/myelin-bench" compare "$TMP/myelind.json" "$TMP/dendrite.json"
 fi
+echo "bench-server: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "bench-server: $(($(date +%s) - START)) s; results in $TMP/{myelind,dendrite}.json" >&2
 exit $rc
