@@ -245,3 +245,22 @@ func TestAnswerRequestRules(t *testing.T) {
 		t.Fatalf("control: %v, %v", a, err)
 	}
 }
+
+// TestSharedCrossSigningKeyMustMatch: a shared cross-signing key is used only
+// if it is the published one (A5 rule 3).
+func TestSharedCrossSigningKeyMustMatch(t *testing.T) {
+	s := newSharingWorld(t)
+	reqs := NewSecretRequests(s.user, s.dev2.id)
+	out, err := reqs.Request(rnd(140), SecretSelfSigning, s.devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another valid seed (the user-signing key, or an old self-signing key).
+	wrong := encodeSeed(s.boot.SigningKeys.UserSigning.Seed())
+	if _, err := reqs.Accept(s.dev1.sender(), send(out.RequestID, wrong), s.pub); sharingReason(err) != SharingSecretMismatch {
+		t.Fatalf("wrong seed: %v", err)
+	}
+	if _, err := reqs.Accept(s.dev1.sender(), send(out.RequestID, encodeSeed(s.boot.SigningKeys.SelfSigning.Seed())), s.pub); err != nil {
+		t.Fatalf("genuine seed: %v", err)
+	}
+}
