@@ -341,7 +341,10 @@ func (s *Server) register(r *http.Request) (any, error) {
 			return nil, err
 		}
 	}
-	u := storage.User{UserID: userID, PasswordHash: hash, CreatedTS: s.now().UnixMilli()}
+	// The localpart is the initial display name, as Synapse does: member
+	// events then carry a displayname, which some clients (matrix-nio's
+	// joined_members) require although the spec makes it optional.
+	u := storage.User{UserID: userID, PasswordHash: hash, DisplayName: lp, CreatedTS: s.now().UnixMilli()}
 	if req.InhibitLogin {
 		if err := s.store.CreateUser(r.Context(), u, nil, nil); errors.Is(err, storage.ErrExists) {
 			return nil, api.NewError(http.StatusBadRequest, api.ErrCodeUserInUse, "user ID already taken")
@@ -532,6 +535,11 @@ func (s *Server) renameDevice(r *http.Request) (any, error) {
 	err := s.store.RenameDevice(r.Context(), sess.UserID, r.PathValue("deviceId"), *req.DisplayName)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, api.NotFound("unknown device")
+	}
+	if err == nil && s.e2ee.deviceChanged != nil {
+		// The display name is part of the device keys others see in
+		// /keys/query (unsigned.device_display_name): a device-list change.
+		err = s.e2ee.deviceChanged(r.Context(), sess.UserID)
 	}
 	return empty, err
 }

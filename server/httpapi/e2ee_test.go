@@ -436,6 +436,12 @@ func TestE2EEDeviceLists(t *testing.T) {
 	if !slices.Contains(toStrings(path(ra.body, "device_lists", "changed")), a.id) {
 		t.Fatalf("alice not told of her own new device: %s", ra.raw)
 	}
+	// Renaming a device changes what /keys/query shows: a device-list change.
+	ts.must(200, "PUT", v3+"/devices/NEWDEV", a2.token, map[string]any{"display_name": "renamed"})
+	rb1 := ts.sync(b, "timeout=0&since="+rb.str("next_batch"))
+	if !slices.Contains(toStrings(path(rb1.body, "device_lists", "changed")), a.id) {
+		t.Fatalf("bob not told of alice's device rename: %s", rb1.raw)
+	}
 	rc := ts.sync(c, "timeout=0&since="+sc.str("next_batch"))
 	if slices.Contains(toStrings(path(rc.body, "device_lists", "changed")), a.id) {
 		t.Fatalf("carol (no shared room) told: %s", rc.raw)

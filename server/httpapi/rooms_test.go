@@ -56,6 +56,13 @@ func TestCreateRoomAndMembership(t *testing.T) {
 	if len(r.body["joined"].(map[string]any)) != 2 {
 		t.Errorf("joined_members: %s", r.raw)
 	}
+	// The localpart is the initial display name (matrix-nio requires
+	// display_name in joined_members).
+	for uid, m := range r.body["joined"].(map[string]any) {
+		if dn, _ := m.(map[string]any)["display_name"].(string); dn == "" || !strings.HasPrefix(uid, "@"+dn+":") {
+			t.Errorf("joined_members: %s has display_name %q", uid, dn)
+		}
+	}
 	// Bob (PL 100 in trusted_private_chat) invites carol, kicks her, bans, unbans.
 	ts.invite(b, room, c.id)
 	ts.invite(b, room, c.id) // already invited: 200
