@@ -121,11 +121,15 @@ type pair struct {
 	mxDevice  id.DeviceID
 	theirKeys sas.TheirKeys // what the myelin side believes about mautrix's device
 	results   []verification.Result
+	roomN     int // in-room event IDs handed out for myelin's events
 }
 
 func newPair(t *testing.T) *pair {
 	t.Helper()
 	ctx := context.Background()
+	if os.Getenv("VERIFY_DEBUG") != "" {
+		ctx = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).WithContext(ctx)
+	}
 	p := &pair{t: t, ctx: ctx, ms: mockserver.Create(t), cb: &callbacks{}}
 	var err error
 	p.user = mustUser(t, myelinUser)
@@ -182,7 +186,7 @@ func newPair(t *testing.T) *pair {
 		},
 	}
 	p.m, err = verification.NewMachine(verification.Config{
-		Own: verification.Own{User: p.user, Device: p.device, DeviceKey: p.devKey.PublicKey(), MasterKey: p.master.PublicKey()},
+		Own:  verification.Own{User: p.user, Device: p.device, DeviceKey: p.devKey.PublicKey(), MasterKey: p.master.PublicKey()},
 		Rand: rand.Reader,
 		Lookup: func(u id.UserID, d id.DeviceID) (sas.TheirKeys, error) {
 			if u != p.mxUser || d != p.theirKeys.Device {
