@@ -485,3 +485,5 @@ func TestSASWithMautrix(t *testing.T) {
 		}
 	}
 }
+
+func mautrixTxn(s string) mid.VerificationTransactionID { return mid.VerificationTransactionID(s) }
