@@ -66,7 +66,6 @@ type Machine struct {
 	outbound map[string]*outboundSession
 	reqs     map[string]*Request  // pending requests (nil: not loaded)
 	noOlm    map[string]time.Time // curve25519 -> last failed claim
-	pendOlm  map[string][]olmSend // curve25519 -> sends waiting for a session
 }
 
 // accountRecord is KindAccount "self".
@@ -85,11 +84,13 @@ type accountRecord struct {
 	OwnUserSigning string `json:"own_user_signing,omitempty"`
 }
 
-// olmSend is an Olm-encrypted to-device message waiting for a session.
+// olmSend is an Olm-encrypted to-device message waiting for a session
+// (KindPendingSend, sealed: it may carry room keys or secrets).
 type olmSend struct {
-	user, device string
-	evType       string
-	content      any
+	User    string          `json:"user"`
+	Device  string          `json:"device"`
+	EvType  string          `json:"type"`
+	Content json.RawMessage `json:"content"`
 }
 
 const accountKey = "self"
@@ -123,7 +124,6 @@ func Open(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	m.resetCaches()
 	m.noOlm = map[string]time.Time{}
-	m.pendOlm = map[string][]olmSend{}
 	if err := m.loadAccount(ctx); err != nil {
 		return nil, err
 	}

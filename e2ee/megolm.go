@@ -992,7 +992,9 @@ func (m *Machine) keyRequestReceive(ctx context.Context, res *Result, ev ToDevic
 		return err
 	}
 	if len(ss) == 0 {
-		m.pendOlm[d.Curve25519] = append(m.pendOlm[d.Curve25519], olmSend{user: u.UserID, device: d.DeviceID, evType: "m.forwarded_room_key", content: content})
+		if err := m.holdOlm(ctx, ch, t, "m.forwarded_room_key", content); err != nil {
+			return err
+		}
 		if err := m.queueClaim(ctx, ch, []olmTarget{t}, false); err != nil {
 			return err
 		}

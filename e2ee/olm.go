@@ -553,7 +553,9 @@ func (m *Machine) maybeUnwedge(ctx context.Context, curve string) error {
 	if err := putJSON(ch, KindUser, u.UserID, u); err != nil {
 		return err
 	}
-	m.pendOlm[curve] = append(m.pendOlm[curve], olmSend{user: u.UserID, device: d.DeviceID, evType: "m.dummy", content: map[string]any{}})
+	if err := m.holdOlm(ctx, ch, olmTarget{u.UserID, d}, "m.dummy", map[string]any{}); err != nil {
+		return err
+	}
 	if err := m.queueClaim(ctx, ch, []olmTarget{{u.UserID, d}}, true); err != nil {
 		return err
 	}
@@ -645,7 +647,6 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 		j.s, j.err = m.acct.NewOutboundSession(bytes.NewReader(j.rnd[:]), cv, j.otk)
 	})
 	ms := now.UnixMilli()
-	var flush []olmTarget
 	for _, j := range jobs {
 		if j.err != nil {
 			m.noOlm[j.t.d.Curve25519] = now
@@ -673,26 +674,80 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 		if err := m.putOlm(ch, s); err != nil {
 			return err
 		}
-		if len(m.pendOlm[s.Curve]) > 0 {
-			flush = append(flush, j.t)
+	}
+	// Messages that waited for a session with these devices (m.dummy,
+	// forwarded keys, SendEncryptedToDevice), persisted with the claim.
+	for _, ud := range meta.Devices {
+		user, dev, _ := strings.Cut(ud, "|")
+		u, err := m.loadUser(ctx, user)
+		if err != nil {
+			return err
+		}
+		if d := u.Devices[dev]; d.usable() {
+			if err := m.flushHeld(ctx, ch, olmTarget{user, d}); err != nil {
+				return err
+			}
 		}
 	}
-	// Messages that waited for these sessions (m.dummy, forwarded keys).
-	for _, t := range flush {
-		sends := m.pendOlm[t.d.Curve25519]
-		delete(m.pendOlm, t.d.Curve25519)
-		for _, s := range sends {
-			c, err := json.Marshal(s.content)
-			if err != nil {
-				return err
-			}
-			out, err := m.olmEncryptMany(ctx, ch, []olmTarget{t}, s.evType, [][]byte{c})
-			if err != nil {
-				return err
-			}
-			if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody([]olmTarget{t}, out), nil); err != nil {
-				return err
-			}
+	return nil
+}
+
+// MaxHeldPerDevice bounds the Olm sends waiting for a new session with one
+// device; older ones are dropped first.
+const MaxHeldPerDevice = 32
+
+// holdOlm persists (sealed, in ch) an Olm send waiting for a session with
+// t, so that a restart before the claim is acknowledged does not lose it.
+func (m *Machine) holdOlm(ctx context.Context, ch *Changes, t olmTarget, evType string, content any) error {
+	c, err := json.Marshal(content)
+	if err != nil {
+		return fmt.Errorf("e2ee: encode held send: %w", err)
+	}
+	prefix := t.d.Curve25519 + "|"
+	old, err := m.store.List(ctx, KindPendingSend, prefix)
+	if err != nil {
+		return err
+	}
+	for i := 0; i+MaxHeldPerDevice-1 < len(old); i++ {
+		ch.Delete(KindPendingSend, old[i].Key)
+	}
+	b, err := json.Marshal(olmSend{User: t.user, Device: t.d.DeviceID, EvType: evType, Content: c})
+	if err != nil {
+		return err
+	}
+	key := prefix + m.newRequestID()
+	sealed, err := m.sealRecord(KindPendingSend, key, b)
+	if err != nil {
+		return err
+	}
+	ch.Put(KindPendingSend, key, sealed)
+	return nil
+}
+
+// flushHeld encrypts and queues every send held for t, if t has a session.
+func (m *Machine) flushHeld(ctx context.Context, ch *Changes, t olmTarget) error {
+	ss, err := m.loadOlm(ctx, t.d.Curve25519)
+	if err != nil || len(ss) == 0 {
+		return err
+	}
+	recs, err := m.store.List(ctx, KindPendingSend, t.d.Curve25519+"|")
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		ch.Delete(KindPendingSend, rec.Key)
+		var s olmSend
+		b, err := m.openRecord(KindPendingSend, rec.Key, rec.Value)
+		if err != nil || json.Unmarshal(b, &s) != nil || s.User != t.user || s.Device != t.d.DeviceID {
+			m.log.Warn("e2ee: dropped a held olm send that does not open or match its device")
+			continue
+		}
+		out, err := m.olmEncryptMany(ctx, ch, []olmTarget{t}, s.EvType, [][]byte{s.Content})
+		if err != nil {
+			return err
+		}
+		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody([]olmTarget{t}, out), nil); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -733,7 +788,8 @@ func (m *Machine) checkOTK(user string, d *deviceRecord, entries map[string]json
 // SendEncryptedToDevice queues an Olm-encrypted to-device event for one
 // known device (verification messages, m.secret.send for issue 6). If no
 // Olm session exists yet, a one-time key is claimed first and the event is
-// sent once the claim is acknowledged (held in memory only until then).
+// sent once the claim is acknowledged (held, sealed, in the store until
+// then, saved with the claim request).
 // The device must be in the user's validated device list and not
 // distrusted; whether it is trusted enough for the content is the
 // caller's decision.
@@ -755,7 +811,10 @@ func (m *Machine) SendEncryptedToDevice(ctx context.Context, user, device, evTyp
 		return err
 	}
 	if len(ss) == 0 {
-		m.pendOlm[d.Curve25519] = append(m.pendOlm[d.Curve25519], olmSend{user: user, device: device, evType: evType, content: content})
+		if err := m.holdOlm(ctx, ch, t, evType, content); err != nil {
+			m.abort(ctx)
+			return err
+		}
 		if err := m.queueClaim(ctx, ch, []olmTarget{t}, false); err != nil {
 			m.abort(ctx)
 			return err

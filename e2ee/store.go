@@ -25,6 +25,9 @@ const (
 	KindKeyRequest    Kind = "key_request"    // key "<room id>|<session id>": our outstanding m.room_key_request
 	KindPendingOlm    Kind = "pending_olm"    // key hash: decrypted Olm plaintext waiting for a device query (sealed)
 	KindSecret        Kind = "secret"         // key name: sealed secrets (cross-signing, backup; issue 6)
+	KindPendingSend   Kind = "pending_send"   // key "<recipient curve25519>|<request id>": sealed Olm send waiting for a session
+	KindOlmEvicted    Kind = "olm_evicted"    // key "<sender curve25519>|<session id>": Olm session evicted (B3 rule 1)
+	KindToDeviceSeen  Kind = "todevice_seen"  // key "<sender>|<device>|<request id>": processed to-device request (B3 rule 5)
 )
 
 // ErrNotFound is returned by Store.Get when no record has that kind and key.
