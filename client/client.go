@@ -127,6 +127,11 @@ type Client struct {
 	pending []api.ClientEvent // UTD for lack of a session, retried after syncs
 	synced  chan struct{}     // closed and replaced after each sync
 	running bool
+
+	// toDeviceHook receives the to-device events the e2ee machine did not
+	// consume (verification, verify.go); nil drops them.
+	toDeviceHook func(context.Context, e2ee.DecryptedToDevice)
+	verifier     *Verifier
 }
 
 // maxPending bounds the undecryptable events kept for retry.
@@ -594,6 +599,14 @@ func (c *Client) deliverResult(ctx context.Context, res *e2ee.Result) {
 	for i := range res.Alerts {
 		a := res.Alerts[i]
 		c.deliver(ctx, Event{RoomID: a.RoomID, Alert: &a})
+	}
+	c.mu.Lock()
+	hook := c.toDeviceHook
+	c.mu.Unlock()
+	if hook != nil {
+		for _, td := range res.ToDevice {
+			hook(ctx, td)
+		}
 	}
 	for _, r := range res.Rejected {
 		c.log.Warn("client: e2ee rejected input", "code", r.Code, "sender", r.Sender, "device", r.DeviceID, "err", r.Err)

@@ -1,0 +1,168 @@
+package e2etest
+
+import (
+	"testing"
+	"time"
+
+	"myelin/client"
+	"myelin/e2ee"
+	"myelin/e2ee/verification"
+)
+
+// waitUpdate waits for a verification update matching pred.
+func waitUpdate(t *testing.T, who string, v *client.Verifier, what string, pred func(client.VerificationUpdate) bool) client.VerificationUpdate {
+	t.Helper()
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		select {
+		case u := <-v.Updates():
+			if u.Cancelled != nil {
+				t.Fatalf("%s: verification cancelled while waiting for %s: %+v", who, what, *u.Cancelled)
+			}
+			if pred(u) {
+				return u
+			}
+		case <-deadline.C:
+			t.Fatalf("%s: no %s within %v", who, what, wait)
+		}
+	}
+}
+
+// sasVerify runs a to-device SAS verification requested by a towards b's
+// device, both users comparing and confirming; it returns both outcomes.
+func sasVerify(t *testing.T, a, b *tclient) (*verification.Outcome, *verification.Outcome) {
+	t.Helper()
+	ctx := ctxT(t)
+	va, err := a.Verifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := b.Verifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refA, err := va.RequestToDevice(ctx, b.UserID(), []string{b.DeviceID()})
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	req := waitUpdate(t, b.name, vb, "request", func(u client.VerificationUpdate) bool { return u.Request != nil })
+	if req.Request.From.User.String() != a.UserID() || req.Request.From.Device.String() != a.DeviceID() {
+		t.Fatalf("request from %+v, want %s/%s", req.Request.From, a.UserID(), a.DeviceID())
+	}
+	refB := req.Flow
+	if err := vb.Accept(ctx, refB); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	waitUpdate(t, a.name, va, "ready", func(u client.VerificationUpdate) bool { return u.Flow == refA && u.State == verification.Ready })
+	if err := va.StartSAS(ctx, refA); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	sa := waitUpdate(t, a.name, va, "SAS", func(u client.VerificationUpdate) bool { return u.SAS != nil })
+	sb := waitUpdate(t, b.name, vb, "SAS", func(u client.VerificationUpdate) bool { return u.SAS != nil })
+	if sa.SAS.Decimal != sb.SAS.Decimal {
+		t.Fatalf("SAS differ: %v vs %v", sa.SAS.Decimal, sb.SAS.Decimal)
+	}
+	if (sa.SAS.Emoji == nil) != (sb.SAS.Emoji == nil) || (sa.SAS.Emoji != nil && *sa.SAS.Emoji != *sb.SAS.Emoji) {
+		t.Fatal("emoji differ")
+	}
+	if err := va.Confirm(ctx, refA); err != nil {
+		t.Fatalf("confirm a: %v", err)
+	}
+	if err := vb.Confirm(ctx, refB); err != nil {
+		t.Fatalf("confirm b: %v", err)
+	}
+	oa := waitUpdate(t, a.name, va, "outcome", func(u client.VerificationUpdate) bool { return u.Outcome != nil })
+	ob := waitUpdate(t, b.name, vb, "outcome", func(u client.VerificationUpdate) bool { return u.Outcome != nil })
+	if oa.SignErr != nil || ob.SignErr != nil {
+		t.Fatalf("signing the outcome: %v / %v", oa.SignErr, ob.SignErr)
+	}
+	return oa.Outcome, ob.Outcome
+}
+
+// TestSASOwnDeviceAfterRecovery: device 2 recovers the account's keys with
+// the recovery key, then verifies a new device 3 with SAS; device 3 ends up
+// cross-signed by the self-signing key device 2 recovered (another user sees
+// it as cross-signed) and trusts the master key device 2 proved.
+func TestSASOwnDeviceAfterRecovery(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "sas", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	rk, err := alice.BootstrapRecovery(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice2 := alice.loginUncrossSigned(2)
+	if _, err := alice2.RecoverWithKey(ctxT(t), rk); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	alice3 := alice.loginUncrossSigned(3)
+	o2, o3 := sasVerify(t, alice2, alice3)
+	if o2.Device == nil || o2.Device.ID().String() == "" || !o2.SelfVerification() {
+		t.Fatalf("device 2 outcome: %+v", o2)
+	}
+	if o3.MasterKey == nil {
+		t.Fatalf("device 3 did not verify the master key: %+v", o3)
+	}
+	bob.knowsDevice(alice.UserID(), alice3.DeviceID())
+	st, err := alice3.Machine().Identity(ctxT(t), alice.UserID())
+	if err != nil || st == nil {
+		t.Fatal(err)
+	}
+	if st.MasterKey != o3.MasterKey.PublicKey().String() {
+		t.Fatalf("device 3 identity %q, verified %q", st.MasterKey, o3.MasterKey.PublicKey())
+	}
+}
+
+// TestSASTwoUsers: alice and bob verify each other with SAS; each signs the
+// other's master key with their user-signing key, and their messages are
+// then shown as from a verified identity.
+func TestSASTwoUsers(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "sas2", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	alice.knowsDevice(bob.UserID(), bob.DeviceID())
+	bob.knowsDevice(alice.UserID(), alice.DeviceID())
+
+	oa, ob := sasVerify(t, alice, bob)
+	if oa.MasterKey == nil || ob.MasterKey == nil || oa.SelfVerification() {
+		t.Fatalf("outcomes: %+v / %+v", oa, ob)
+	}
+	verified := func(tc *tclient, user string) {
+		t.Helper()
+		ctx := ctxT(t)
+		for {
+			st, err := tc.Machine().Identity(ctx, user)
+			if err == nil && st != nil && st.Verified {
+				return
+			}
+			if err := tc.WaitSync(ctx); err != nil {
+				t.Fatalf("%s: %s never verified: %v", tc.name, user, err)
+			}
+		}
+	}
+	verified(alice, bob.UserID())
+	verified(bob, alice.UserID())
+	bob.send(room, "verified hello")
+	ev := alice.text(room, "verified hello")
+	if ev.Provenance.Trust != e2ee.TrustVerifiedIdentity {
+		t.Fatalf("message from verified bob shown as %v", ev.Provenance.Trust)
+	}
+	alice.send(room, "verified back")
+	ev = bob.text(room, "verified back")
+	if ev.Provenance.Trust != e2ee.TrustVerifiedIdentity {
+		t.Fatalf("message from verified alice shown as %v", ev.Provenance.Trust)
+	}
+}
