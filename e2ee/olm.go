@@ -70,6 +70,37 @@ func (m *Machine) putOlm(ch *Changes, s *olmSession) error {
 	return putJSON(ch, KindOlmSession, s.Curve+"|"+s.SessionID, s)
 }
 
+// MaxOlmSessionsPerDevice bounds the Olm sessions kept per sender key: a
+// hostile peer could otherwise grow the store without bound by starting
+// sessions (each costs it nothing with our fallback key). The least
+// recently used are evicted; their IDs are kept (KindOlmEvicted, a few
+// bytes each) so that a pre-key message of an evicted session is refused
+// as a replay instead of re-creating it (B3 rule 1).
+const MaxOlmSessionsPerDevice = 4
+
+// boundOlm evicts the least recently used Olm sessions of curve beyond
+// MaxOlmSessionsPerDevice (in ch and in the cache).
+func (m *Machine) boundOlm(ch *Changes, curve string) error {
+	ss := m.olmSess[curve]
+	for len(ss) > MaxOlmSessionsPerDevice {
+		lru := 0
+		for i, s := range ss {
+			if s.LastUsed < ss[lru].LastUsed || (s.LastUsed == ss[lru].LastUsed && s.Created < ss[lru].Created) {
+				lru = i
+			}
+		}
+		ev := ss[lru]
+		ch.Delete(KindOlmSession, ev.Curve+"|"+ev.SessionID)
+		if err := putJSON(ch, KindOlmEvicted, ev.Curve+"|"+ev.SessionID, map[string]int64{"evicted": m.now().UnixMilli()}); err != nil {
+			return err
+		}
+		m.log.Info("e2ee: evicted least recently used olm session", "sender_key", curve, "session_id", ev.SessionID)
+		ss = slices.Delete(slices.Clone(ss), lru, lru+1)
+	}
+	m.olmSess[curve] = ss
+	return nil
+}
+
 // bestOlm returns the session to encrypt with: the most recently used.
 func bestOlm(ss []*olmSession) *olmSession {
 	var best *olmSession
@@ -323,6 +354,9 @@ func (m *Machine) olmReceive(ctx context.Context, res *Result, ev ToDeviceEvent)
 	}
 	if created {
 		m.olmSess[sess.Curve] = append(m.olmSess[sess.Curve], sess)
+		if err := m.boundOlm(ch, sess.Curve); err != nil {
+			return err
+		}
 		if err := m.putAccount(ch); err != nil {
 			return err
 		}
@@ -357,11 +391,16 @@ func (m *Machine) olmDecrypt(ctx context.Context, curve keys.Curve25519PublicKey
 				return pt, s, false, nil
 			}
 		}
-		// A session with this ID that we no longer hold would mean a replay
-		// too; sessions are never deleted, so the check above covers it.
 		s, pt, err := m.acct.NewInboundSession(curve, pk)
 		if err != nil {
 			return nil, nil, false, fmt.Errorf("e2ee: olm pre-key message: %w", err)
+		}
+		// A session we evicted must not come back from a pre-key message
+		// (B3 rule 1); the caller's abort restores the account.
+		if _, err := m.store.Get(ctx, KindOlmEvicted, curve.String()+"|"+s.ID()); err == nil {
+			return nil, nil, false, fmt.Errorf("%w: the message belongs to an evicted session", errOlmReplay)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, nil, false, err
 		}
 		now := m.now().UnixMilli()
 		return pt, &olmSession{SessionID: s.ID(), Curve: curve.String(), Created: now, LastUsed: now, s: s}, true, nil
@@ -672,6 +711,9 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 		s := &olmSession{SessionID: j.s.ID(), Curve: j.t.d.Curve25519, Created: ms, LastUsed: lu, s: j.s}
 		m.olmSess[s.Curve] = append(ss, s)
 		if err := m.putOlm(ch, s); err != nil {
+			return err
+		}
+		if err := m.boundOlm(ch, s.Curve); err != nil {
 			return err
 		}
 	}
