@@ -48,9 +48,14 @@ type Verifier struct {
 	c       *Client
 	updates chan VerificationUpdate
 
-	mu   sync.Mutex
-	m    *verification.Machine
-	keys map[string]*queriedKeys // user -> keys/query answer
+	// order serialises each machine step with the sending of its messages,
+	// so that messages go out in the order the machine produced them (a
+	// done sent by the sync loop must not overtake the MAC a Confirm
+	// produced just before).
+	order sync.Mutex
+	mu    sync.Mutex
+	m     *verification.Machine
+	keys  map[string]*queriedKeys // user -> keys/query answer
 }
 
 type queriedKeys struct {
@@ -212,25 +217,37 @@ func (v *Verifier) onToDevice(ctx context.Context, td e2ee.DecryptedToDevice) {
 			v.c.log.Warn("client: verify: keys/query", "err", err)
 		}
 	}
+	v.order.Lock()
 	v.mu.Lock()
 	res, err := v.m.Handle(v.now(), in)
 	v.mu.Unlock()
 	if err != nil {
+		v.order.Unlock()
 		v.c.log.Debug("client: verify: ignored", "type", td.Type, "err", err)
 		return
 	}
-	v.process(ctx, res)
+	sendErr := v.sendAll(ctx, res)
+	v.order.Unlock()
+	if sendErr != nil {
+		v.c.log.Warn("client: verify: send", "err", sendErr)
+	}
+	v.report(ctx, res)
 }
 
-func (v *Verifier) process(ctx context.Context, res verification.Result) error {
+func (v *Verifier) sendAll(ctx context.Context, res verification.Result) error {
 	var sendErr error
 	for _, o := range res.Send {
 		if err := v.send(ctx, o); err != nil && sendErr == nil {
 			sendErr = err
 		}
 	}
+	return sendErr
+}
+
+// report signs an outcome and hands the step to the application.
+func (v *Verifier) report(ctx context.Context, res verification.Result) {
 	if res.Flow.ID == "" {
-		return sendErr
+		return
 	}
 	u := VerificationUpdate{Flow: res.Flow, State: res.State, Request: res.Request, SAS: res.SAS, Outcome: res.Outcome, Cancelled: res.Cancelled}
 	if res.Outcome != nil {
@@ -240,7 +257,6 @@ func (v *Verifier) process(ctx context.Context, res verification.Result) error {
 	case v.updates <- u:
 	case <-ctx.Done():
 	}
-	return sendErr
 }
 
 func (v *Verifier) send(ctx context.Context, o verification.Outgoing) error {
@@ -339,13 +355,18 @@ func (v *Verifier) RequestToDevice(ctx context.Context, user string, devices []s
 	if err := v.fetch(ctx, user); err != nil {
 		return verification.FlowRef{}, err
 	}
+	v.order.Lock()
 	v.mu.Lock()
 	res, err := v.m.RequestToDevice(v.now(), uid, devs)
 	v.mu.Unlock()
 	if err != nil {
+		v.order.Unlock()
 		return verification.FlowRef{}, err
 	}
-	return res.Flow, v.process(ctx, res)
+	sendErr := v.sendAll(ctx, res)
+	v.order.Unlock()
+	v.report(ctx, res)
+	return res.Flow, sendErr
 }
 
 // Accept answers a received request with ready.
@@ -384,11 +405,16 @@ func (v *Verifier) State(f verification.FlowRef) (verification.State, bool) {
 }
 
 func (v *Verifier) act(ctx context.Context, f verification.FlowRef, fn func(time.Time, verification.FlowRef) (verification.Result, error)) error {
+	v.order.Lock()
 	v.mu.Lock()
 	res, err := fn(v.now(), f)
 	v.mu.Unlock()
 	if err != nil {
+		v.order.Unlock()
 		return err
 	}
-	return v.process(ctx, res)
+	sendErr := v.sendAll(ctx, res)
+	v.order.Unlock()
+	v.report(ctx, res)
+	return sendErr
 }
