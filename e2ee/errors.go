@@ -144,6 +144,10 @@ const (
 	RejectUnknownSenderDevice   RejectCode = "unknown_sender_device"
 	RejectIdentityInvalid       RejectCode = "cross_signing_identity_invalid"
 	RejectUnexpectedKeyResponse RejectCode = "unexpected_response"
+	// RejectDuplicateRequest: an m.room_key_request or m.secret.request
+	// whose (sender, requesting device, request_id) was already processed
+	// (B3 rule 5).
+	RejectDuplicateRequest RejectCode = "duplicate_request"
 )
 
 // Rejection is one security-log entry: an input the machine refused.

@@ -2,9 +2,12 @@ package e2ee_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
+	"myelin/crypto/crosssign"
 	"myelin/e2ee"
 )
 
@@ -101,5 +104,76 @@ func TestB3OlmSessionsBoundedAndEvictedStayDead(t *testing.T) {
 	recs, _ = a.store.List(ctx, e2ee.KindOlmSession, evil.curve.String()+"|")
 	if len(recs) != e2ee.MaxOlmSessionsPerDevice {
 		t.Fatalf("%d olm sessions after the replay, want %d", len(recs), e2ee.MaxOlmSessionsPerDevice)
+	}
+}
+
+// ---- B3 rule 5: to-device requests processed once ----
+
+// TestB3RequestIDsDeduplicated: a replayed m.room_key_request (same
+// requesting device and request_id) gets no second forward, also after a
+// restart; a replayed m.secret.request is not passed on twice; other
+// request IDs still work; the table is bounded per device.
+func TestB3RequestIDsDeduplicated(t *testing.T) {
+	s, a, _, room := setup(t)
+	e := a.send(room, "x")
+	sid := sessionOf(t, e)
+	own := s.newAttacker(a.user, "ALICE_S", true)
+	a.sync()
+	a.flush()
+	keyReq := func(reqID string) e2ee.ToDeviceEvent {
+		c, _ := json.Marshal(map[string]any{"action": "request", "requesting_device_id": own.device, "request_id": reqID,
+			"body": map[string]any{"algorithm": crosssign.AlgorithmMegolm, "room_id": room, "session_id": sid}})
+		return e2ee.ToDeviceEvent{Type: "m.room_key_request", Sender: a.user, Content: c}
+	}
+	to := a.user + "|" + own.device
+	mark := len(s.sent)
+	s.deliver(a, keyReq("r1"), keyReq("r1"))
+	a.sync()
+	a.flush()
+	if n := s.sentTo(mark, to, "m.room.encrypted"); n != 1 {
+		t.Fatalf("%d forwards for one request_id sent twice, want 1", n)
+	}
+	if !a.hasRejection(e2ee.RejectDuplicateRequest) {
+		t.Fatalf("duplicate key request not reported: %+v", a.rejected)
+	}
+	a.open()
+	mark = len(s.sent)
+	s.deliver(a, keyReq("r1"), keyReq("r2"))
+	a.sync()
+	a.flush()
+	if n := s.sentTo(mark, to, "m.room.encrypted"); n != 1 {
+		t.Fatalf("after restart: %d forwards, want 1 (for r2 only)", n)
+	}
+
+	secretReq := func(reqID string) e2ee.ToDeviceEvent {
+		c, _ := json.Marshal(map[string]any{"action": "request", "requesting_device_id": own.device, "request_id": reqID, "name": "m.megolm_backup.v1"})
+		return e2ee.ToDeviceEvent{Type: "m.secret.request", Sender: a.user, Content: c}
+	}
+	count := func() int {
+		n := 0
+		for _, td := range a.toDevice {
+			if td.Type == "m.secret.request" {
+				n++
+			}
+		}
+		return n
+	}
+	s.deliver(a, secretReq("s1"), secretReq("s1"), secretReq("s2"))
+	a.sync()
+	if n := count(); n != 2 {
+		t.Fatalf("%d secret requests passed on, want 2 (s1 once, s2)", n)
+	}
+	// Bounded: the table per device keeps at most MaxSeenRequestsPerDevice.
+	for i := range e2ee.MaxSeenRequestsPerDevice + 10 {
+		s.advance(time.Second)
+		s.deliver(a, secretReq(fmt.Sprintf("b%d", i)))
+	}
+	a.sync()
+	recs, err := a.store.List(context.Background(), e2ee.KindToDeviceSeen, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) > e2ee.MaxSeenRequestsPerDevice {
+		t.Fatalf("%d request IDs remembered, want at most %d", len(recs), e2ee.MaxSeenRequestsPerDevice)
 	}
 }

@@ -970,13 +970,27 @@ func (m *Machine) keyRequestReceive(ctx context.Context, res *Result, ev ToDevic
 		res.reject(RejectKeyRequestUntrusted, ev.Sender, c.Requester, fmt.Errorf("e2ee: key request from our device %q, which is not cross-signed", c.Requester))
 		return nil
 	}
+	ch := &Changes{}
+	if c.RequestID != "" {
+		dup, err := m.seenRequest(ctx, ch, ev.Type, ev.Sender, c.Requester, c.RequestID)
+		if err != nil {
+			return err
+		}
+		if dup {
+			res.reject(RejectDuplicateRequest, ev.Sender, c.Requester, errors.New("e2ee: m.room_key_request with a request_id already processed: dropped"))
+			return nil
+		}
+	}
 	s, err := m.loadInbound(ctx, c.Body.SessionID)
 	if err != nil || s == nil || s.RoomID != c.Body.RoomID {
+		if err == nil {
+			err = m.saveSeen(ctx, ch)
+		}
 		return err
 	}
 	ek, err := s.s.Export(s.s.FirstKnownIndex())
 	if err != nil {
-		return nil
+		return m.saveSeen(ctx, ch)
 	}
 	chain := []string{}
 	if s.ForwardedBy != "" {
@@ -986,7 +1000,6 @@ func (m *Machine) keyRequestReceive(ctx context.Context, res *Result, ev ToDevic
 		"session_key": ek.String(), "sender_key": s.SenderCurve, "sender_claimed_ed25519_key": s.SenderEd25519,
 		"forwarding_curve25519_key_chain": chain}
 	t := olmTarget{u.UserID, d}
-	ch := &Changes{}
 	ss, err := m.loadOlm(ctx, d.Curve25519)
 	if err != nil {
 		return err
@@ -1007,6 +1020,21 @@ func (m *Machine) keyRequestReceive(ctx context.Context, res *Result, ev ToDevic
 		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody([]olmTarget{t}, out), nil); err != nil {
 			return err
 		}
+	}
+	if err := m.putAccount(ch); err != nil {
+		return err
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		m.abort(ctx)
+		return err
+	}
+	return nil
+}
+
+// saveSeen saves a step that only recorded a processed request ID.
+func (m *Machine) saveSeen(ctx context.Context, ch *Changes) error {
+	if ch.IsEmpty() {
+		return nil
 	}
 	if err := m.putAccount(ch); err != nil {
 		return err

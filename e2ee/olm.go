@@ -266,6 +266,8 @@ func (m *Machine) toDevice(ctx context.Context, res *Result, ev ToDeviceEvent) e
 		return m.withheldReceive(ctx, res, ev)
 	case "m.room_key_request":
 		return m.keyRequestReceive(ctx, res, ev)
+	case "m.secret.request":
+		return m.secretRequestReceive(ctx, res, ev.Sender, DecryptedToDevice{Type: ev.Type, Sender: ev.Sender, Content: ev.Content})
 	default:
 		res.ToDevice = append(res.ToDevice, DecryptedToDevice{Type: ev.Type, Sender: ev.Sender, Content: ev.Content})
 	}
@@ -518,6 +520,11 @@ func (m *Machine) handleOlmEvent(ctx context.Context, ch *Changes, res *Result, 
 		return m.forwardReceive(ctx, ch, res, u, d, pt.Content)
 	case "m.dummy":
 		return nil
+	case "m.secret.request":
+		return m.dedupSecretRequest(ctx, ch, res, u.UserID, DecryptedToDevice{
+			Encrypted: true, Type: pt.Type, Sender: u.UserID, SenderDevice: d.DeviceID, SenderCurve: d.Curve25519,
+			SenderEd25519: d.Ed25519, Content: pt.Content,
+		})
 	default:
 		res.ToDevice = append(res.ToDevice, DecryptedToDevice{
 			Encrypted: true, Type: pt.Type, Sender: u.UserID, SenderDevice: d.DeviceID, SenderCurve: d.Curve25519,
@@ -880,5 +887,104 @@ func (m *Machine) SendEncryptedToDevice(ctx context.Context, user, device, evTyp
 		m.abort(ctx)
 		return fmt.Errorf("e2ee: send to device: %w", err)
 	}
+	return nil
+}
+
+// MaxSeenRequestsPerDevice bounds the processed request IDs remembered per
+// requesting device (B3 rule 5); the oldest are forgotten first.
+const MaxSeenRequestsPerDevice = 64
+
+// seenRequest records that (sender, device) made request reqID of evType in
+// ch and reports whether it had been processed before (B3 rule 5: every
+// to-device handler is idempotent). The record keys are hashes, so hostile
+// IDs cannot collide with other devices' prefixes.
+func (m *Machine) seenRequest(ctx context.Context, ch *Changes, evType, sender, device, reqID string) (bool, error) {
+	hd := sha256.Sum256([]byte(sender + "\x00" + device))
+	hr := sha256.Sum256([]byte(evType + "\x00" + reqID))
+	prefix := hex.EncodeToString(hd[:16]) + "|"
+	key := prefix + hex.EncodeToString(hr[:16])
+	if _, err := m.store.Get(ctx, KindToDeviceSeen, key); err == nil {
+		return true, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	recs, err := m.store.List(ctx, KindToDeviceSeen, prefix)
+	if err != nil {
+		return false, err
+	}
+	if len(recs) >= MaxSeenRequestsPerDevice {
+		type aged struct {
+			key string
+			ts  int64
+		}
+		all := make([]aged, 0, len(recs))
+		for _, r := range recs {
+			var v struct {
+				TS int64 `json:"ts"`
+			}
+			_ = json.Unmarshal(r.Value, &v)
+			all = append(all, aged{r.Key, v.TS})
+		}
+		slices.SortFunc(all, func(a, b aged) int {
+			if a.ts != b.ts {
+				return int(max(-1, min(1, a.ts-b.ts)))
+			}
+			return strings.Compare(a.key, b.key)
+		})
+		for _, a := range all[:len(all)-MaxSeenRequestsPerDevice+1] {
+			ch.Delete(KindToDeviceSeen, a.key)
+		}
+	}
+	return false, putJSON(ch, KindToDeviceSeen, key, map[string]int64{"ts": m.now().UnixMilli()})
+}
+
+// secretRequestReceive de-duplicates a cleartext m.secret.request and passes
+// it on (the recovery package decides whether to answer).
+func (m *Machine) secretRequestReceive(ctx context.Context, res *Result, sender string, td DecryptedToDevice) error {
+	ch := &Changes{}
+	if err := m.dedupSecretRequest(ctx, ch, res, sender, td); err != nil {
+		m.abort(ctx)
+		return err
+	}
+	if ch.IsEmpty() {
+		return nil
+	}
+	if err := m.putAccount(ch); err != nil {
+		return err
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		m.abort(ctx)
+		return fmt.Errorf("e2ee: secret request: %w", err)
+	}
+	return nil
+}
+
+// dedupSecretRequest passes td (an m.secret.request) to the application
+// unless it repeats a request of the same device already passed on. Only
+// requests from our own user's listed devices are remembered (the only ones
+// that can be answered), so other senders cannot fill the table.
+func (m *Machine) dedupSecretRequest(ctx context.Context, ch *Changes, res *Result, sender string, td DecryptedToDevice) error {
+	var c struct {
+		Action    string `json:"action"`
+		Requester string `json:"requesting_device_id"`
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(td.Content, &c) == nil && c.Action == "request" && c.RequestID != "" && sender == m.user.String() {
+		u, err := m.loadUser(ctx, sender)
+		if err != nil {
+			return err
+		}
+		if u.Devices[c.Requester] != nil {
+			dup, err := m.seenRequest(ctx, ch, td.Type, sender, c.Requester, c.RequestID)
+			if err != nil {
+				return err
+			}
+			if dup {
+				res.reject(RejectDuplicateRequest, sender, c.Requester, errors.New("e2ee: m.secret.request with a request_id already processed: dropped"))
+				return nil
+			}
+		}
+	}
+	res.ToDevice = append(res.ToDevice, td)
 	return nil
 }
