@@ -125,16 +125,11 @@ type myelinDevice struct {
 	events []client.Event
 }
 
-func myelinRegister(ctx context.Context, t *testing.T, hs *homeserver, localpart, password string) *myelinDevice {
+func myelinRegister(ctx context.Context, t *testing.T, hs *homeserver, localpart, password string, policy e2ee.TrustPolicy) *myelinDevice {
 	t.Helper()
 	d := &myelinDevice{t: t}
 	c, err := client.Register(ctx, hs.URL, localpart, password, client.Options{
-		// mautrix-go and nio do not cross-sign their devices here: the
-		// strict default would withhold room keys from them and hide their
-		// messages (UTDInsecureDeviceHidden). PermissivePolicy shares with
-		// and shows devices that are not cross-signed, flagged as
-		// TrustUnverifiedDevice.
-		Policy:      e2ee.PermissivePolicy(),
+		Policy:      policy,
 		SyncTimeout: 2 * time.Second,
 		OnEvent: func(ev client.Event) {
 			d.mu.Lock()
@@ -189,6 +184,31 @@ func (d *myelinDevice) waitMessage(ctx context.Context, room, sender, body strin
 	}
 }
 
+// waitHidden waits until an encrypted event of sender is delivered as
+// hidden by the trust policy (UTDInsecureDeviceHidden) and checks that no
+// event of sender was shown.
+func (d *myelinDevice) waitHidden(ctx context.Context, room, sender string) {
+	d.t.Helper()
+	waitFor(ctx, d.t, "myelin to hide the message of "+sender, 30*time.Second, func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, ev := range d.events {
+			var u *e2ee.UTDError
+			if ev.RoomID == room && ev.Raw.Sender == sender && errors.As(ev.Err, &u) && u.Reason == e2ee.UTDInsecureDeviceHidden {
+				return true
+			}
+		}
+		return false
+	})
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ev := range d.events {
+		if ev.Raw.Sender == sender && ev.Err == nil && ev.Event.Type == "m.room.message" {
+			d.t.Errorf("strict myelin client showed a message of %s, whose device is not cross-signed", sender)
+		}
+	}
+}
+
 func (d *myelinDevice) undecryptable() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -222,6 +242,13 @@ func (d *myelinDevice) waitJoined(ctx context.Context, room string, users ...str
 // a matrix-nio client in one encrypted room created by myelin on a myelind
 // started by the test; each sends one message and each decrypts the two
 // others'. No message body reaches the server in plaintext.
+//
+// mautrix-go and nio do not cross-sign their devices here, so the myelin
+// client that talks with them uses e2ee.PermissivePolicy: the strict default
+// would withhold room keys from them (m.unverified) and hide their messages.
+// A second myelin user with the strict default is in the room to show
+// exactly that: it reads the myelin message (cross-signed, pinned) and gets
+// the others' as UTDInsecureDeviceHidden.
 func TestThreeClientsOneRoom(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -229,12 +256,13 @@ func TestThreeClientsOneRoom(t *testing.T) {
 	_ = py
 	hs := startHomeserver(t)
 
-	alice := myelinRegister(ctx, t, hs, "alice", "alice-password")
+	alice := myelinRegister(ctx, t, hs, "alice", "alice-password", e2ee.PermissivePolicy())
+	dave := myelinRegister(ctx, t, hs, "dave", "dave-password", e2ee.StrictPolicy())
 	bob := mxRegisterLogin(ctx, t, hs, "bob", "bob-password")
 	carol := startNio(t, hs, "carol-nio")
 	carol.registerAndLogin(ctx, hs, "carol", "carol-password")
 
-	room, err := alice.c.CreateEncryptedRoom(ctx, "interop", []string{bob.user(), carol.UserID})
+	room, err := alice.c.CreateEncryptedRoom(ctx, "interop", []string{bob.user(), carol.UserID, dave.c.UserID()})
 	if err != nil {
 		t.Fatalf("myelin: create room: %v", err)
 	}
@@ -246,7 +274,14 @@ func TestThreeClientsOneRoom(t *testing.T) {
 	}
 	carol.call(ctx, "wait_invited", map[string]any{"room": room})
 	carol.call(ctx, "join", map[string]any{"room": room})
-	alice.waitJoined(ctx, room, bob.user(), carol.UserID)
+	waitFor(ctx, t, "the strict myelin client to see the invite", 30*time.Second, func() bool {
+		r, ok := dave.c.Room(room)
+		return ok && r.Membership == "invite"
+	})
+	if err := dave.c.Join(ctx, room); err != nil {
+		t.Fatalf("myelin (strict): join: %v", err)
+	}
+	alice.waitJoined(ctx, room, bob.user(), carol.UserID, dave.c.UserID())
 	waitFor(ctx, t, "mautrix to see everyone joined and the room encrypted", 30*time.Second, func() bool {
 		enc, _ := bob.cli.StateStore.IsEncrypted(ctx, mxid.RoomID(room))
 		return enc && bob.cli.StateStore.IsInRoom(ctx, mxid.RoomID(room), mxid.UserID(carol.UserID)) &&
@@ -261,6 +296,7 @@ func TestThreeClientsOneRoom(t *testing.T) {
 	}
 	bob.waitMessage(ctx, room, alice.c.UserID(), fromMyelin)
 	carol.waitMessage(ctx, room, alice.c.UserID(), fromMyelin)
+	dave.waitMessage(ctx, room, alice.c.UserID(), fromMyelin, e2ee.TrustCrossSignedPinned)
 
 	if _, err := bob.cli.SendText(ctx, mxid.RoomID(room), fromMautrix); err != nil {
 		t.Fatalf("mautrix: send: %v", err)
@@ -271,6 +307,9 @@ func TestThreeClientsOneRoom(t *testing.T) {
 	carol.call(ctx, "send", map[string]any{"room": room, "body": fromNio})
 	alice.waitMessage(ctx, room, carol.UserID, fromNio, e2ee.TrustUnverifiedDevice)
 	bob.waitMessage(ctx, room, carol.UserID, fromNio)
+
+	dave.waitHidden(ctx, room, bob.user())
+	dave.waitHidden(ctx, room, carol.UserID)
 
 	if utd := alice.undecryptable(); len(utd) > 0 {
 		t.Errorf("myelin could not decrypt: %v", utd)
