@@ -24,7 +24,12 @@ import (
 const (
 	secretBackupKey = "myelin.backup_key"
 	secretSSSSPin   = "myelin.ssss_pin"
+	// secretRestored lists the session IDs imported from the backup: they
+	// are never uploaded again by this device, which would put its MAC on
+	// entries it could not authenticate (threat model B7).
+	secretRestored = "myelin.backup_restored"
 )
+
 
 // ErrNoBackupKey reports a backup operation on a device that holds no backup
 // key (neither bootstrapped nor recovered).
@@ -260,8 +265,16 @@ func (c *Client) BackupRoomKeys(ctx context.Context) (int, error) {
 			exp[i].SessionKey = ""
 		}
 	}()
+	restored, err := c.restoredIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
 	var entries []recovery.UploadEntry
 	for _, k := range exp {
+		if _, ok := restored[k.SessionID]; ok || len(k.ForwardingChain) > 0 {
+			// Restored from the backup or forwarded: not ours to vouch for.
+			continue
+		}
 		sender, err := keys.ParseCurve25519PublicKey(k.SenderKey)
 		if err != nil {
 			continue
@@ -414,6 +427,9 @@ func (c *Client) RecoverWithKey(ctx context.Context, recoveryKey string) (*Recov
 			SenderClaimedKeys: map[string]string{"ed25519": s.SenderClaimedEd25519.String()},
 			ForwardingChain:   s.ForwardingChain})
 	}
+	if err := c.addRestoredIDs(ctx, restored.Sessions); err != nil {
+		return nil, err
+	}
 	n, res, err := c.m.ImportRoomKeys(ctx, imp)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -422,6 +438,44 @@ func (c *Client) RecoverWithKey(ctx context.Context, recoveryKey string) (*Recov
 	out.Restored = n
 	c.retryPending(ctx)
 	return out, nil
+}
+
+func (c *Client) restoredIDs(ctx context.Context) (map[string]struct{}, error) {
+	b, err := c.m.LoadSecret(ctx, secretRestored)
+	if errors.Is(err, e2ee.ErrNotFound) {
+		return map[string]struct{}{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	if err := json.Unmarshal(b, &ids); err != nil {
+		return nil, fmt.Errorf("client: stored restored sessions: %w", err)
+	}
+	m := make(map[string]struct{}, len(ids))
+	for _, s := range ids {
+		m[s] = struct{}{}
+	}
+	return m, nil
+}
+
+func (c *Client) addRestoredIDs(ctx context.Context, sessions []recovery.RestoredSession) error {
+	m, err := c.restoredIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range sessions {
+		m[s.SessionID] = struct{}{}
+	}
+	ids := make([]string, 0, len(m))
+	for s := range m {
+		ids = append(ids, s)
+	}
+	b, _ := json.Marshal(ids)
+	if err := c.m.SaveSecret(ctx, secretRestored, b); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	return nil
 }
 
 // publishedOwnKeys reads our cross-signing public keys from /keys/query,

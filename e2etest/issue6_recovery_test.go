@@ -9,6 +9,7 @@ import (
 
 	"myelin/client"
 	"myelin/crypto/backup"
+	"myelin/crypto/megolm"
 	"myelin/e2ee"
 	"myelin/e2ee/recovery"
 	"myelin/keys"
@@ -193,5 +194,112 @@ func TestRecoverySwappedBackupVersionRefused(t *testing.T) {
 			}
 			t.Logf("swapped version %s refused: %v", v, ue.Reason)
 		})
+	}
+}
+
+// TestRecoveryServerWrittenEntryNotLaundered: the server, which knows the
+// backup's public key, writes its own entry claiming to be one of bob's
+// sessions (no MSC4048 MAC) and injects a message under it. A recovering
+// device restores it as unauthenticated, never shows the message above
+// forwarded/backup trust, and does not upload the entry again under its own
+// MAC (which would make it look authenticated to every later restore).
+func TestRecoveryServerWrittenEntryNotLaundered(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	room, err := alice.CreateEncryptedRoom(ctxT(t), "forged", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room)
+	alice.waitMember(room, bob.UserID(), "join")
+	bob.send(room, "genuine")
+	alice.text(room, "genuine")
+	rk, err := alice.BootstrapRecovery(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv, err := alice.TrustedBackupVersion(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The server's session, claimed as bob's device's.
+	out, err := megolm.NewOutboundSession(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := megolm.NewInboundSession(out.SessionKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := in.Export(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobCurve, bobEd := bob.Machine().IdentityKeys()
+	plain, _ := json.Marshal(map[string]any{"algorithm": "m.megolm.v1.aes-sha2", "sender_key": bobCurve.String(),
+		"sender_claimed_keys": map[string]string{"ed25519": bobEd.String()}, "session_key": exp.String(),
+		"forwarding_curve25519_key_chain": []string{}})
+	sd, err := backup.Encrypt(rand.Reader, tv.PublicKey, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := map[string]any{"first_message_index": 0, "forwarded_count": 5, "is_verified": false, "session_data": sd}
+	body, _ := json.Marshal(map[string]any{"rooms": map[string]any{room: map[string]any{"sessions": map[string]any{out.ID(): entry}}}})
+	if _, err := alice.HTTP().PutRoomKeys(ctxT(t), tv.Version, body); err != nil {
+		t.Fatal(err)
+	}
+	evPlain, _ := json.Marshal(map[string]any{"type": "m.room.message", "room_id": room,
+		"content": map[string]any{"msgtype": "m.text", "body": "forged"}})
+	content := map[string]any{"algorithm": "m.megolm.v1.aes-sha2", "sender_key": bobCurve.String(),
+		"ciphertext": keys.EncodeBase64(out.Encrypt(evPlain)), "session_id": out.ID(), "device_id": bob.DeviceID()}
+	if _, err := bob.HTTP().SendEvent(ctxT(t), room, "m.room.encrypted", bob.HTTP().NewTxnID(), content); err != nil {
+		t.Fatal(err)
+	}
+
+	alice2 := alice.loginUncrossSigned(2)
+	res, err := alice2.RecoverWithKey(ctxT(t), rk)
+	if err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if res.Restored < 2 || res.Authenticated != res.Restored-1 {
+		t.Fatalf("restore: %+v, want exactly one unauthenticated entry", res)
+	}
+	hist, err := alice2.DecryptHistory(ctxT(t), room, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for _, ev := range hist {
+		if bodyOf(ev) == "forged" {
+			seen = true
+			if ev.Provenance.Trust != e2ee.TrustForwardedOrBackup {
+				t.Fatalf("server-written session shown with trust %v", ev.Provenance.Trust)
+			}
+		}
+	}
+	if !seen {
+		t.Log("forged message not decrypted (the machine refused the session); fine")
+	}
+	if n, err := alice2.BackupRoomKeys(ctxT(t)); err != nil || n != 0 {
+		t.Fatalf("re-upload of restored sessions: n=%d err=%v, want 0", n, err)
+	}
+	all, err := alice.HTTP().RoomKeys(ctxT(t), tv.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Rooms map[string]struct {
+			Sessions map[string]struct {
+				SessionData backup.SessionData `json:"session_data"`
+			} `json:"sessions"`
+		} `json:"rooms"`
+	}
+	if err := json.Unmarshal(all, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Rooms[room].Sessions[out.ID()].SessionData.Signatures) != 0 {
+		t.Fatal("the server-written entry now carries a MAC: laundered by a re-upload")
 	}
 }
