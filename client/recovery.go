@@ -30,7 +30,6 @@ const (
 	secretRestored = "myelin.backup_restored"
 )
 
-
 // ErrNoBackupKey reports a backup operation on a device that holds no backup
 // key (neither bootstrapped nor recovered).
 var ErrNoBackupKey = errors.New("client: no backup key on this device")
