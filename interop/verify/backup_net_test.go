@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	mcrypto "maunium.net/go/mautrix/crypto"
 	mbackup "maunium.net/go/mautrix/crypto/backup"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/crypto/goolm/session"
 	"maunium.net/go/mautrix/event"
 	mid "maunium.net/go/mautrix/id"
 
@@ -130,4 +132,143 @@ func TestRecoveryMyelinToMautrixOverMyelind(t *testing.T) {
 		t.Fatalf("decrypted %q, want %q", got, text)
 	}
 	t.Logf("mautrix restored backup version %s from myelin and read %q", version, text)
+}
+
+// TestRecoveryMautrixToMyelinOverMyelind: the reverse direction over myelind.
+// A mautrix-go device of the user unlocks myelin's secret storage with the
+// recovery key, takes the backup key, checks the current version with its
+// OlmMachine and uploads a real goolm Megolm session export into it with
+// mautrix's client API (PutKeysInBackup, EncryptSessionData: no MSC4048
+// MAC). A new myelin device recovering with the recovery key then restores
+// both myelin's own entries (authenticated) and mautrix's (restored, counted
+// as unauthenticated).
+func TestRecoveryMautrixToMyelinOverMyelind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network test")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), netWait)
+	defer cancel()
+	hs := startMyelind(t)
+	alice, err := client.Register(ctx, hs, "alice", "pw-alice", client.Options{SyncTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("myelin register: %v", err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { alice.Run(runCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	room, err := alice.CreateEncryptedRoom(ctx, "history", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.SendText(ctx, room, "from myelin"); err != nil {
+		t.Fatal(err)
+	}
+	rk, err := alice.BootstrapRecovery(ctx)
+	if err != nil {
+		t.Fatalf("myelin BootstrapRecovery: %v", err)
+	}
+	own, err := alice.BackupRoomKeys(ctx)
+	if err != nil || own == 0 {
+		t.Fatalf("myelin BackupRoomKeys: %d %v", own, err)
+	}
+
+	// mautrix device: backup key from myelin's secret storage.
+	mx, err := mautrix.NewClient(hs, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mx.Login(ctx, &mautrix.ReqLogin{
+		Type:             mautrix.AuthTypePassword,
+		Identifier:       mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: "alice"},
+		Password:         "pw-alice",
+		StoreCredentials: true,
+	}); err != nil {
+		t.Fatalf("mautrix login: %v", err)
+	}
+	mx.StateStore = mautrix.NewMemoryStateStore()
+	ch, err := cryptohelper.NewCryptoHelper(mx, []byte("myelin interop pickle key"), mcrypto.NewMemoryStore(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mach := ch.Machine()
+	keyID, keyData, err := mach.SSSS.GetDefaultKeyData(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := keyData.VerifyRecoveryKey(keyID, rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := mach.SSSS.GetDecryptedAccountData(ctx, event.AccountDataMegolmBackupKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := mbackup.MegolmBackupKeyFromBytes(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := mach.GetAndVerifyLatestKeyBackupVersion(ctx, mk)
+	if err != nil {
+		t.Fatalf("mautrix does not trust myelin's backup version: %v", err)
+	}
+
+	// A real Megolm session, exported and backed up the way mautrix writes
+	// entries.
+	out, err := session.NewMegolmOutboundSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := out.SessionSharingMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := session.NewMegolmInboundSession(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, err := in.Export(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	esd, err := mbackup.EncryptSessionData(mk, mbackup.MegolmSessionData{
+		Algorithm:          mid.AlgorithmMegolmV1,
+		ForwardingKeyChain: []string{},
+		SenderClaimedKeys:  mbackup.SenderClaimedKeys{Ed25519: mach.OwnIdentity().SigningKey},
+		SenderKey:          mach.OwnIdentity().IdentityKey,
+		SessionKey:         string(exp),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, err := json.Marshal(esd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mx.PutKeysInBackup(ctx, ver.Version, &mautrix.ReqKeyBackup{Rooms: map[mid.RoomID]mautrix.ReqRoomKeyBackup{
+		mid.RoomID(room): {Sessions: map[mid.SessionID]mautrix.ReqKeyBackupData{out.ID(): {SessionData: sd}}},
+	}}); err != nil {
+		t.Fatalf("mautrix PutKeysInBackup: %v", err)
+	}
+
+	// A new myelin device recovers.
+	alice2, err := client.Login(ctx, hs, "alice", "pw-alice", nil, client.Options{SyncTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("myelin login: %v", err)
+	}
+	res, err := alice2.RecoverWithKey(ctx, rk)
+	if err != nil {
+		t.Fatalf("myelin RecoverWithKey: %v", err)
+	}
+	if len(res.Refused) != 0 {
+		t.Fatalf("myelin refused entries: %v", res.Refused)
+	}
+	if res.BackupVersion != string(ver.Version) || res.Restored != own+1 || res.Authenticated != own {
+		t.Fatalf("myelin restored version %s: %d sessions (%d authenticated), want %s: %d (%d authenticated)",
+			res.BackupVersion, res.Restored, res.Authenticated, ver.Version, own+1, own)
+	}
+	t.Logf("myelin restored %d sessions from version %s: %d authenticated (its own), mautrix's entry unauthenticated", res.Restored, res.BackupVersion, res.Authenticated)
 }

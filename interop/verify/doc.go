@@ -13,8 +13,10 @@
 //     written by one side and restored by the other: mautrix's
 //     crypto/backup entries through e2ee/recovery.Restore, myelin's signed
 //     version and MSC4048 entries through mautrix's OlmMachine import path
-//     (backup_test.go), and myelin's BootstrapRecovery (secret storage and
-//     backup) read by a mautrix device over myelind (backup_net_test.go).
+//     (backup_test.go); over myelind, myelin's BootstrapRecovery (secret
+//     storage and backup) read by a mautrix device, and mautrix entries
+//     uploaded into that backup restored by a recovering myelin device as
+//     unauthenticated (backup_net_test.go).
 //
 // Two mautrix-go v0.32.0 defects are pinned by the tests (they fail, asking
 // for an update, once mautrix fixes them): ConfirmSAS compares its own master
