@@ -1,12 +1,26 @@
 package e2etest
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"myelin/client"
 	"myelin/e2ee"
 	"myelin/e2ee/verification"
+	"myelin/keys"
+	"myelin/signing"
 )
 
 // waitUpdate waits for a verification update matching pred.
@@ -165,4 +179,118 @@ func TestSASTwoUsers(t *testing.T) {
 	if ev.Provenance.Trust != e2ee.TrustVerifiedIdentity {
 		t.Fatalf("message from verified alice shown as %v", ev.Provenance.Trust)
 	}
+}
+
+// TestSASRefusesDeviceIDCollision is the 2022 sequence of threat model A2:
+// the server lists for bob a device whose ID is the base64 of bob's master
+// key (myelind itself refuses to create one, so a proxy in front of it
+// plays the malicious server for alice), so that a MAC over
+// "ed25519:<that ID>" could be taken for the master key. alice's
+// verification with bob's genuine device is cancelled with m.key_mismatch
+// instead of signing anything.
+func TestSASRefusesDeviceIDCollision(t *testing.T) {
+	hs := startServer(t)
+	var inject atomic.Pointer[injection]
+	target, _ := url.Parse(hs)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	director := proxy.Director
+	proxy.Director = func(r *http.Request) {
+		director(r)
+		r.Header.Del("Accept-Encoding")
+	}
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		inj := inject.Load()
+		if inj == nil || !strings.HasSuffix(resp.Request.URL.Path, "/keys/query") || resp.StatusCode != http.StatusOK {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var q map[string]json.RawMessage
+		if err := json.Unmarshal(b, &q); err == nil {
+			var dks map[string]map[string]json.RawMessage
+			if json.Unmarshal(q["device_keys"], &dks) == nil && dks[inj.user] != nil {
+				dks[inj.user][inj.device] = inj.keys
+				q["device_keys"], _ = json.Marshal(dks)
+				b, _ = json.Marshal(q)
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		resp.ContentLength = int64(len(b))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := &http.Server{Handler: proxy}
+	go ps.Serve(ln)
+	t.Cleanup(func() { ps.Close() })
+
+	alice := register(t, "http://"+ln.Addr().String(), "alice")
+	bob := register(t, hs, "bob")
+	ctx := ctxT(t)
+	sk, err := bob.CrossSigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masterB64 := sk.Master.PublicKey().String()
+	sk.Wipe()
+	evilKey, err := keys.GenerateEd25519SecretKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, _ := json.Marshal(map[string]any{"user_id": bob.UserID(), "device_id": masterB64,
+		"algorithms": []string{"m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"},
+		"keys": map[string]string{"ed25519:" + masterB64: evilKey.PublicKey().String(),
+			"curve25519:" + masterB64: keys.EncodeBase64(make([]byte, 32))}})
+	signed, err := signing.Sign(dk, bob.UserID(), "ed25519:"+masterB64, evilKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inject.Store(&injection{user: bob.UserID(), device: masterB64, keys: signed})
+
+	va, err := alice.Verifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := bob.Verifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := va.RequestToDevice(ctx, bob.UserID(), []string{bob.DeviceID()}); err != nil {
+		t.Fatal(err)
+	}
+	req := waitUpdate(t, bob.name, vb, "request", func(u client.VerificationUpdate) bool { return u.Request != nil })
+	if err := vb.Accept(ctx, req.Flow); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		select {
+		case u := <-va.Updates():
+			if u.Outcome != nil || u.SAS != nil {
+				t.Fatalf("verification went on despite the device ID collision: %+v", u)
+			}
+			if u.Cancelled != nil {
+				if u.Cancelled.Code != verification.CancelKeyMismatch || !u.Cancelled.ByUs {
+					t.Fatalf("cancelled with %+v, want m.key_mismatch by alice", *u.Cancelled)
+				}
+				t.Logf("refused: %v (%v)", u.Cancelled.Code, u.Cancelled.Err)
+				return
+			}
+		case <-deadline.C:
+			t.Fatal("no cancellation")
+		}
+	}
+}
+
+type injection struct {
+	user, device string
+	keys         json.RawMessage
 }
