@@ -177,3 +177,52 @@ func TestB3RequestIDsDeduplicated(t *testing.T) {
 		t.Fatalf("%d request IDs remembered, want at most %d", len(recs), e2ee.MaxSeenRequestsPerDevice)
 	}
 }
+
+// ---- B4 rule 2: timestamp plausibility ----
+
+// TestB4TimestampPlausibility: honest events of a session are plausible;
+// the server re-stamping a genuine event far outside the session's window,
+// against its index order, or in the future gets a typed flag (the event
+// still decrypts: the timestamp is informational), also after a restart.
+func TestB4TimestampPlausibility(t *testing.T) {
+	s, a, b, room := setup(t)
+	e0 := b.send(room, "zero")
+	s.advance(time.Minute)
+	e1 := b.send(room, "one")
+	s.advance(time.Minute)
+	e2 := b.send(room, "two")
+	s.advance(time.Minute)
+	e3 := b.send(room, "three")
+	a.sync()
+	for _, c := range []struct {
+		ev   e2ee.Event
+		body string
+	}{{e1, "one"}, {e2, "two"}} {
+		if d := a.mustDecrypt(room, c.ev, c.body); d.Provenance.Timestamp != e2ee.TimestampPlausible {
+			t.Fatalf("honest event flagged %v", d.Provenance.Timestamp)
+		}
+	}
+	a.open()
+	s.advance(time.Hour)
+	day := 24 * time.Hour.Milliseconds()
+	cases := []struct {
+		name string
+		ev   e2ee.Event
+		body string
+		ts   int64
+		want e2ee.TimestampFlag
+	}{
+		{"far in the past", e0, "zero", e0.OriginServerTS - 30*day, e2ee.TimestampOutsideSessionWindow},
+		{"lower index, later time", e0, "zero", e2.OriginServerTS + 10*time.Minute.Milliseconds(), e2ee.TimestampOutOfOrder},
+		{"higher index, earlier time", e3, "three", e1.OriginServerTS - 10*time.Minute.Milliseconds(), e2ee.TimestampOutOfOrder},
+		{"future", e3, "three", s.clock().UnixMilli() + day, e2ee.TimestampInFuture},
+		{"honest", e3, "three", e3.OriginServerTS, e2ee.TimestampPlausible},
+	}
+	for _, c := range cases {
+		ev := c.ev
+		ev.OriginServerTS = c.ts
+		if d := a.mustDecrypt(room, ev, c.body); d.Provenance.Timestamp != c.want {
+			t.Errorf("%s: flag %v, want %v", c.name, d.Provenance.Timestamp, c.want)
+		}
+	}
+}

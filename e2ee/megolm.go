@@ -703,8 +703,9 @@ func (m *Machine) decryptBatch(ctx context.Context, room string, evs []Event) ([
 	ch := &Changes{}
 	fresh := map[string]string{} // replay entries written by this batch
 	prov := map[*inboundSession]Provenance{}
+	wins := map[string]*megolmWindow{}
 	for _, j := range jobs {
-		d, err := m.decryptFinish(ctx, ch, fresh, prov, room, j)
+		d, err := m.decryptFinish(ctx, ch, fresh, prov, wins, room, j)
 		if err != nil {
 			var u *UTDError
 			if !errors.As(err, &u) {
@@ -712,6 +713,13 @@ func (m *Machine) decryptBatch(ctx context.Context, room string, evs []Event) ([
 			}
 		}
 		out[j.i], errs[j.i] = d, err
+	}
+	for sid, w := range wins {
+		if w.dirty {
+			if err := putJSON(ch, KindMegolmWindow, sid, w); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	if !ch.IsEmpty() {
 		if err := m.store.Save(ctx, ch); err != nil {
@@ -796,7 +804,7 @@ func (m *Machine) decryptPrepare(ctx context.Context, r *roomRecord, i int, ev E
 
 // decryptFinish checks the plaintext and the replay table (B4) and attaches
 // the provenance.
-func (m *Machine) decryptFinish(ctx context.Context, ch *Changes, fresh map[string]string, prov map[*inboundSession]Provenance, room string, j *decJob) (*Decrypted, error) {
+func (m *Machine) decryptFinish(ctx context.Context, ch *Changes, fresh map[string]string, prov map[*inboundSession]Provenance, wins map[string]*megolmWindow, room string, j *decJob) (*Decrypted, error) {
 	if j.err != nil {
 		if errors.Is(j.err, megolm.ErrUnknownMessageIndex) {
 			if err := m.requestKey(ctx, room, j.sid); err != nil {
@@ -847,6 +855,10 @@ func (m *Machine) decryptFinish(ctx context.Context, ch *Changes, fresh map[stri
 		prov[j.s] = pv
 	}
 	pv.Index = j.idx
+	var err error
+	if pv.Timestamp, err = m.checkTimestamp(ctx, wins, j.sid, j.idx, j.ev.OriginServerTS); err != nil {
+		return nil, err
+	}
 	if (pv.Trust == TrustUnverifiedDevice || pv.Trust == TrustUnknownDevice) && !m.policy.ShowNonCrossSigned {
 		return nil, utd(UTDInsecureDeviceHidden, j.sid, pv.Warning, nil)
 	}
@@ -1029,6 +1041,70 @@ func (m *Machine) keyRequestReceive(ctx context.Context, res *Result, ev ToDevic
 		return err
 	}
 	return nil
+}
+
+// MaxSessionSpan is the longest time between two events of one Megolm
+// session that is taken as plausible (B4 rule 2): a week's rotation (the
+// spec's default rotation_period_ms, and our sending maximum) plus a day.
+const MaxSessionSpan = 8 * 24 * time.Hour
+
+// TimestampSkew is the clock difference tolerated by the timestamp checks.
+const TimestampSkew = 5 * time.Minute
+
+// megolmWindow (KindMegolmWindow, key session id) is what the timestamp
+// plausibility check remembers of a session's events: the earliest and
+// latest origin_server_ts, and the ts of the lowest and highest index.
+type megolmWindow struct {
+	MinTS    int64  `json:"min_ts"`
+	MaxTS    int64  `json:"max_ts"`
+	FirstIdx uint32 `json:"first_idx"`
+	FirstTS  int64  `json:"first_ts"`
+	LastIdx  uint32 `json:"last_idx"`
+	LastTS   int64  `json:"last_ts"`
+	dirty    bool
+}
+
+// checkTimestamp flags an event whose origin_server_ts (set by the server)
+// is implausible for its session: in the future, further than
+// MaxSessionSpan from the session's other events, or ordered against the
+// message indices (B4 rule 2). Informational: the event still decrypts.
+// Only plausible events widen the session's window.
+func (m *Machine) checkTimestamp(ctx context.Context, wins map[string]*megolmWindow, sid string, idx uint32, ts int64) (TimestampFlag, error) {
+	skew, span := TimestampSkew.Milliseconds(), MaxSessionSpan.Milliseconds()
+	if ts > m.now().UnixMilli()+skew {
+		return TimestampInFuture, nil
+	}
+	w, ok := wins[sid]
+	if !ok {
+		w = &megolmWindow{}
+		found, err := m.getJSON(ctx, KindMegolmWindow, sid, w)
+		if err != nil {
+			return 0, err
+		}
+		if !found {
+			w = &megolmWindow{MinTS: ts, MaxTS: ts, FirstIdx: idx, FirstTS: ts, LastIdx: idx, LastTS: ts, dirty: true}
+		}
+		wins[sid] = w
+		if !found {
+			return TimestampPlausible, nil
+		}
+	}
+	switch {
+	case ts < w.MaxTS-span || ts > w.MinTS+span:
+		return TimestampOutsideSessionWindow, nil
+	case idx > w.FirstIdx && ts < w.FirstTS-skew, idx < w.LastIdx && ts > w.LastTS+skew:
+		return TimestampOutOfOrder, nil
+	}
+	if ts < w.MinTS || ts > w.MaxTS {
+		w.MinTS, w.MaxTS, w.dirty = min(w.MinTS, ts), max(w.MaxTS, ts), true
+	}
+	if idx < w.FirstIdx {
+		w.FirstIdx, w.FirstTS, w.dirty = idx, ts, true
+	}
+	if idx > w.LastIdx {
+		w.LastIdx, w.LastTS, w.dirty = idx, ts, true
+	}
+	return TimestampPlausible, nil
 }
 
 // saveSeen saves a step that only recorded a processed request ID.

@@ -27,7 +27,8 @@ const (
 	KindSecret        Kind = "secret"         // key name: sealed secrets (cross-signing, backup; issue 6)
 	KindPendingSend   Kind = "pending_send"   // key "<recipient curve25519>|<request id>": sealed Olm send waiting for a session
 	KindOlmEvicted    Kind = "olm_evicted"    // key "<sender curve25519>|<session id>": Olm session evicted (B3 rule 1)
-	KindToDeviceSeen  Kind = "todevice_seen"  // key "<sender>|<device>|<request id>": processed to-device request (B3 rule 5)
+	KindToDeviceSeen  Kind = "todevice_seen"  // key "<hash of sender, device>|<hash of type, request id>": processed request (B3 rule 5)
+	KindMegolmWindow  Kind = "megolm_window"  // key session id: timestamps seen for the session (B4 rule 2)
 )
 
 // ErrNotFound is returned by Store.Get when no record has that kind and key.

@@ -186,7 +186,40 @@ type Provenance struct {
 	Index         uint32
 	// Warning explains a trust level below TrustCrossSignedPinned in words.
 	Warning string
+	// Timestamp flags an origin_server_ts that is implausible for the
+	// session (threat model B4 rule 2). The server sets the timestamp, so
+	// this is informational: show the time as doubtful, never trust it.
+	Timestamp TimestampFlag
 }
+
+// TimestampFlag says whether a decrypted event's origin_server_ts fits the
+// other events of its Megolm session.
+type TimestampFlag int
+
+// Timestamp flags.
+const (
+	// TimestampPlausible: nothing contradicts the timestamp.
+	TimestampPlausible TimestampFlag = iota
+	// TimestampInFuture: later than our clock (beyond TimestampSkew).
+	TimestampInFuture
+	// TimestampOutsideSessionWindow: further than MaxSessionSpan from
+	// another event of the same session.
+	TimestampOutsideSessionWindow
+	// TimestampOutOfOrder: a lower message index of the session carries a
+	// later timestamp, or a higher index an earlier one (beyond
+	// TimestampSkew); Megolm indices only grow with time.
+	TimestampOutOfOrder
+)
+
+var timestampNames = map[TimestampFlag]string{
+	TimestampPlausible:            "plausible",
+	TimestampInFuture:             "in_future",
+	TimestampOutsideSessionWindow: "outside_session_window",
+	TimestampOutOfOrder:           "out_of_order",
+}
+
+// String returns the flag's name.
+func (f TimestampFlag) String() string { return timestampNames[f] }
 
 // Decrypted is a room event after decryption: Event has the plaintext type
 // and content.
