@@ -132,6 +132,7 @@ type Client struct {
 	// consume (verification, verify.go); nil drops them.
 	toDeviceHook func(context.Context, e2ee.DecryptedToDevice)
 	verifier     *Verifier
+	backup       backupState // recovery.go
 }
 
 // maxPending bounds the undecryptable events kept for retry.

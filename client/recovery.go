@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 
 	"myelin/api"
@@ -33,6 +34,20 @@ const (
 // ErrNoBackupKey reports a backup operation on a device that holds no backup
 // key (neither bootstrapped nor recovered).
 var ErrNoBackupKey = errors.New("client: no backup key on this device")
+
+// AlertBackupVersionChanged is the code of the alert delivered (as an Event
+// with Alert set) when the server's current backup version is not one this
+// device trusts: a version the server swapped in, or a new one nobody
+// vouched for (threat model B7 rule 1). Nothing is uploaded to it.
+const AlertBackupVersionChanged e2ee.AlertCode = "backup_version_changed"
+
+// backupState remembers, under Client.mu, what was uploaded to which
+// version and which refused version was reported.
+type backupState struct {
+	version  string
+	uploaded map[string]uint32 // session ID -> first known index uploaded
+	reported string            // refused version already alerted
+}
 
 // RecoveryResult is what RecoverWithKey did.
 type RecoveryResult struct {
@@ -216,7 +231,19 @@ func (c *Client) TrustedBackupVersion(ctx context.Context) (*recovery.TrustedVer
 		return nil, err
 	}
 	defer bk.Wipe()
-	return c.trustVersion(ctx, master, bk)
+	tv, err := c.trustVersion(ctx, master, bk)
+	var ue *recovery.UntrustedBackupVersionError
+	if errors.As(err, &ue) {
+		c.mu.Lock()
+		fresh := c.backup.reported != ue.Version
+		c.backup.reported = ue.Version
+		c.mu.Unlock()
+		if fresh {
+			c.deliver(ctx, Event{Alert: &e2ee.Alert{Code: AlertBackupVersionChanged, UserID: c.UserID(),
+				Message: "The key backup on the server is not one of ours (reason: " + string(ue.Reason) + "); nothing is uploaded to it."}})
+		}
+	}
+	return tv, err
 }
 
 func (c *Client) trustVersion(ctx context.Context, master keys.Ed25519PublicKey, bk *backup.DecryptionKey) (*recovery.TrustedVersion, error) {
@@ -236,11 +263,13 @@ func (c *Client) trustVersion(ctx context.Context, master keys.Ed25519PublicKey,
 	return tv, nil
 }
 
-// BackupRoomKeys uploads every room key this device holds to the current
-// backup version, after checking that version (TrustedBackupVersion); each
-// entry carries the MSC4048 MAC so that restoring devices can tell it from
-// entries the server could have written. It returns the number of sessions
-// uploaded.
+// BackupRoomKeys uploads the room keys this device holds and has not yet
+// uploaded to the current backup version, after checking that version
+// (TrustedBackupVersion; a refused version is also reported as an alert
+// Event with AlertBackupVersionChanged); each entry carries the MSC4048 MAC
+// so that restoring devices can tell it from entries the server could have
+// written. Sessions restored from the backup or forwarded are not uploaded.
+// It returns the number of sessions uploaded.
 func (c *Client) BackupRoomKeys(ctx context.Context) (int, error) {
 	tv, err := c.TrustedBackupVersion(ctx)
 	if err != nil {
@@ -268,6 +297,12 @@ func (c *Client) BackupRoomKeys(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
+	if c.backup.version != tv.Version || c.backup.uploaded == nil {
+		c.backup.version, c.backup.uploaded = tv.Version, map[string]uint32{}
+	}
+	done := maps.Clone(c.backup.uploaded)
+	c.mu.Unlock()
 	var entries []recovery.UploadEntry
 	for _, k := range exp {
 		if _, ok := restored[k.SessionID]; ok || len(k.ForwardingChain) > 0 {
@@ -289,6 +324,9 @@ func (c *Client) BackupRoomKeys(ctx context.Context) (int, error) {
 		se := &recovery.SessionExport{RoomID: rid, SessionID: k.SessionID, SenderKey: sender,
 			SenderClaimedKeys: k.SenderClaimedKeys, SessionKey: k.SessionKey,
 			ForwardingChain: k.ForwardingChain, FirstKnownIndex: sess.Index()}
+		if idx, ok := done[k.SessionID]; ok && idx <= sess.Index() {
+			continue
+		}
 		d, err := tv.EncryptSession(c.rand(), uid, bk.MACKey(), se)
 		if err != nil {
 			c.log.Warn("client: backup: session not backed up", "session", k.SessionID, "err", err)
@@ -306,7 +344,32 @@ func (c *Client) BackupRoomKeys(ctx context.Context) (int, error) {
 	if _, err := c.http.PutRoomKeys(ctx, tv.Version, body); err != nil {
 		return 0, err
 	}
+	c.mu.Lock()
+	if c.backup.version == tv.Version {
+		for _, e := range entries {
+			c.backup.uploaded[e.SessionID] = e.Data.FirstMessageIndex
+		}
+	}
+	c.mu.Unlock()
 	return len(entries), nil
+}
+
+// AutoBackup uploads new room keys to the backup after every sync
+// (BackupRoomKeys) until ctx ends. It returns ctx's error, or an error
+// wrapping recovery.ErrUntrustedBackupVersion when the server's version is
+// not trusted (also delivered as an alert), or ErrNoBackupKey.
+func (c *Client) AutoBackup(ctx context.Context) error {
+	for {
+		if _, err := c.BackupRoomKeys(ctx); err != nil {
+			if errors.Is(err, recovery.ErrUntrustedBackupVersion) || errors.Is(err, ErrNoBackupKey) || ctx.Err() != nil {
+				return err
+			}
+			c.log.Warn("client: backup upload", "err", err)
+		}
+		if err := c.WaitSync(ctx); err != nil {
+			return err
+		}
+	}
 }
 
 // RecoverWithKey sets up a new device from secret storage: it unlocks the

@@ -1,6 +1,7 @@
 package e2etest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -56,8 +57,44 @@ func TestRecoveryBootstrapAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
-	if n, err := alice.BackupRoomKeys(ctxT(t)); err != nil || n < 2 {
-		t.Fatalf("backup room keys: n=%d err=%v (want both sessions)", n, err)
+	// Bootstrap uploaded both sessions; nothing new since.
+	if n, err := alice.BackupRoomKeys(ctxT(t)); err != nil || n != 0 {
+		t.Fatalf("backup room keys again: n=%d err=%v (want nothing new)", n, err)
+	}
+	// Sessions that arrive later are backed up as they arrive.
+	abCtx, abStop := context.WithCancel(context.Background())
+	abDone := make(chan error, 1)
+	go func() { abDone <- alice.AutoBackup(abCtx) }()
+	room2, err := alice.CreateEncryptedRoom(ctxT(t), "later", []string{bob.UserID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.joinOnInvite(room2)
+	alice.waitMember(room2, bob.UserID(), "join")
+	bob.send(room2, "after bootstrap")
+	alice.text(room2, "after bootstrap")
+	tv, err := alice.TrustedBackupVersion(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := alice.HTTP().RoomKeys(ctxT(t), tv.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Rooms map[string]json.RawMessage `json:"rooms"`
+		}
+		if json.Unmarshal(b, &got) == nil && got.Rooms[room2] != nil {
+			break
+		}
+		if err := alice.WaitSync(ctxT(t)); err != nil {
+			t.Fatalf("the new session never reached the backup: %v", err)
+		}
+	}
+	abStop()
+	if err := <-abDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("auto backup: %v", err)
 	}
 
 	alice2 := alice.loginUncrossSigned(2)
@@ -65,7 +102,7 @@ func TestRecoveryBootstrapAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("recover: %v", err)
 	}
-	if res.Restored < 2 || res.Authenticated != res.Restored || len(res.Refused) != 0 {
+	if res.Restored < 3 || res.Authenticated != res.Restored || len(res.Refused) != 0 {
 		t.Fatalf("restore: %+v", res)
 	}
 	// Device 2 now holds the account's keys, identical to device 1's.
@@ -87,7 +124,7 @@ func TestRecoveryBootstrapAndRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]*tclient{"before one": alice, "before two": bob}
+	want := map[string]*tclient{"before one": alice, "before two": bob, "after bootstrap": bob}
 	for _, ev := range hist {
 		b := bodyOf(ev)
 		from, ok := want[b]
@@ -105,6 +142,15 @@ func TestRecoveryBootstrapAndRestore(t *testing.T) {
 		}
 		t.Logf("%q from backup: trust=%v sender=%s/%s", b, ev.Provenance.Trust, ev.Provenance.SenderUser, ev.Provenance.SenderDevice)
 		delete(want, b)
+	}
+	hist2, err := alice2.DecryptHistory(ctxT(t), room2, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range hist2 {
+		if bodyOf(ev) == "after bootstrap" && ev.Provenance.SenderUser == bob.UserID() {
+			delete(want, "after bootstrap")
+		}
 	}
 	if len(want) != 0 {
 		var dump []string
@@ -183,6 +229,12 @@ func TestRecoverySwappedBackupVersionRefused(t *testing.T) {
 			if _, err := alice.BackupRoomKeys(ctxT(t)); !errors.Is(err, recovery.ErrUntrustedBackupVersion) {
 				t.Fatalf("backup to swapped version: %v", err)
 			}
+			if err := alice.AutoBackup(ctxT(t)); !errors.Is(err, recovery.ErrUntrustedBackupVersion) {
+				t.Fatalf("auto backup to swapped version: %v", err)
+			}
+			alice.waitEvent("backup alert", func(ev client.Event) bool {
+				return ev.Alert != nil && ev.Alert.Code == client.AlertBackupVersionChanged && strings.Contains(ev.Alert.Message, string(tc.reason))
+			})
 			// A new device recovering with the genuine recovery key gets
 			// the cross-signing keys but refuses the swapped backup.
 			dev := alice.loginUncrossSigned(5)
