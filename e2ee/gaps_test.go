@@ -226,3 +226,52 @@ func TestB4TimestampPlausibility(t *testing.T) {
 		}
 	}
 }
+
+// ---- A1b: a withheld device that becomes cross-signed gets the key ----
+
+// TestA1bWithheldDeviceGetsKeyOnceCrossSigned: a new device withheld as
+// m.unverified before its cross-signing signature lands receives the
+// current outbound session (from the current index, without rotation) once
+// it is cross-signed; what was sent while it was withheld stays unreadable.
+func TestA1bWithheldDeviceGetsKeyOnceCrossSigned(t *testing.T) {
+	s, a, b, room := setup(t)
+	s.noCrossSign[b.user+"|BOB2"] = true
+	b2 := s.newClient(b.user, "BOB2", e2ee.StrictPolicy())
+	b2.sync(roomState(room, a.user, b.user))
+	b2.flush()
+	a.sync()
+	a.flush()
+	mark := len(s.sent)
+	early := a.send(room, "while withheld")
+	if got := withheldCode(s, mark, b.user+"|BOB2"); got != e2ee.WithheldUnverified {
+		t.Fatalf("withheld code %q, want %q", got, e2ee.WithheldUnverified)
+	}
+	if n := s.sentTo(mark, b.user+"|BOB2", "m.room.encrypted"); n != 0 {
+		t.Fatalf("%d room keys to a device that is not cross-signed", n)
+	}
+	// The signature lands.
+	delete(s.noCrossSign, b.user+"|BOB2")
+	signed, err := s.identity(b.user).SignDevice(stripCrossSig(s.devices[b.user]["BOB2"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.devices[b.user]["BOB2"] = signed
+	s.markChanged(b.user)
+	a.sync()
+	a.flush()
+	b2.sync()
+	b2.flush()
+	mark = len(s.sent)
+	later := a.send(room, "after cross-signing")
+	if sessionOf(t, later) != sessionOf(t, early) {
+		t.Fatal("the session was rotated; a device becoming trusted needs no rotation")
+	}
+	if n := s.sentTo(mark, b.user+"|BOB2", "m.room.encrypted"); n != 1 {
+		t.Fatalf("%d room keys to the now cross-signed device, want 1", n)
+	}
+	b2.sync()
+	b2.flush()
+	b2.mustDecrypt(room, later, "after cross-signing")
+	_, err = b2.decrypt(room, early)
+	wantUTD(t, err, e2ee.UTDUnknownIndex)
+}

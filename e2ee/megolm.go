@@ -329,6 +329,9 @@ func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) 
 			if _, done := o.SharedWith[key]; done {
 				continue
 			}
+			// Devices withheld earlier are decided again: one that became
+			// cross-signed since gets the session from the current index
+			// (nothing sent while it was withheld).
 			t := olmTarget{u.UserID, d}
 			share, code := m.shareDecision(u, d)
 			if share {
