@@ -355,3 +355,70 @@ func TestRecoveryServerWrittenEntryNotLaundered(t *testing.T) {
 		t.Fatal("the server-written entry now carries a MAC: laundered by a re-upload")
 	}
 }
+
+// TestRecoveryServerTamperingRefused: the server edits secret storage in
+// account data. A device that pinned the key description refuses a swapped
+// default key (B8: no silent switch) and a device recovering refuses a
+// secret moved under another name (its MAC is bound to the name: A6); in
+// both cases nothing is recovered.
+func TestRecoveryServerTamperingRefused(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	rk, err := alice.BootstrapRecovery(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := alice.HTTP()
+	get := func(typ string) json.RawMessage {
+		b, err := h.GetAccountData(ctxT(t), typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	origUSK, origSSK := get(recovery.SecretUserSigning), get(recovery.SecretSelfSigning)
+	origDefault := get(recovery.DefaultKeyType)
+
+	t.Run("secret moved under another name", func(t *testing.T) {
+		if err := h.PutAccountData(ctxT(t), recovery.SecretSelfSigning, origUSK); err != nil {
+			t.Fatal(err)
+		}
+		dev := alice.loginUncrossSigned(4)
+		_, err := dev.RecoverWithKey(ctxT(t), rk)
+		if !errors.Is(err, recovery.ErrSecretRejected) {
+			t.Fatalf("recover with a swapped secret: %v, want ErrSecretRejected", err)
+		}
+		if _, err := dev.CrossSigningKeys(ctxT(t)); err == nil {
+			t.Fatal("a refused recovery left keys on the device")
+		}
+		if err := h.PutAccountData(ctxT(t), recovery.SecretSelfSigning, origSSK); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("default key switched after pinning", func(t *testing.T) {
+		dev := alice.loginUncrossSigned(5)
+		if _, err := dev.RecoverWithKey(ctxT(t), rk); err != nil {
+			t.Fatalf("genuine recovery: %v", err)
+		}
+		// The server installs a key of its own as the default.
+		desc, _ := json.Marshal(map[string]any{"algorithm": "m.secret_storage.v1.aes-hmac-sha2",
+			"iv": keys.EncodeBase64(make([]byte, 16)), "mac": keys.EncodeBase64(make([]byte, 32))})
+		if err := h.PutAccountData(ctxT(t), recovery.KeyTypePrefix+"serverkey", desc); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.PutAccountData(ctxT(t), recovery.DefaultKeyType, json.RawMessage(`{"key":"serverkey"}`)); err != nil {
+			t.Fatal(err)
+		}
+		_, err := dev.RecoverWithKey(ctxT(t), rk)
+		var kc *recovery.KeyDescriptionChangedError
+		if !errors.As(err, &kc) || kc.Kind != recovery.DefaultKeyChanged {
+			t.Fatalf("recover after a default-key switch: %v, want KeyDescriptionChangedError(default_key)", err)
+		}
+		if err := h.PutAccountData(ctxT(t), recovery.DefaultKeyType, origDefault); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dev.RecoverWithKey(ctxT(t), rk); err != nil {
+			t.Fatalf("recover after the server put the genuine key back: %v", err)
+		}
+	})
+}
