@@ -61,6 +61,9 @@ type Verifier struct {
 type queriedKeys struct {
 	master, selfSigning, userSigning json.RawMessage
 	devices                          map[string]json.RawMessage
+	// masterChanged: /keys/query names another master key than the one
+	// the e2ee machine holds for the user.
+	masterChanged bool
 }
 
 // Verifier returns this device's verifier, creating it on first use.
@@ -129,8 +132,16 @@ func (v *Verifier) fetch(ctx context.Context, user string) error {
 	if err := json.Unmarshal(resp, &q); err != nil {
 		return fmt.Errorf("%w: keys/query", ErrBadResponse)
 	}
+	qk := &queriedKeys{master: q.Master[user], selfSigning: q.Self[user], userSigning: q.User[user], devices: q.Devices[user]}
+	// The master key must be the one the e2ee machine pinned (or verified):
+	// the server's answer alone does not decide which identity we verify.
+	if st, err := v.c.m.Identity(ctx, user); err == nil && st != nil && st.MasterKey != "" {
+		if mk, ok := crossSigningKey(qk.master); !ok || mk.String() != st.MasterKey {
+			qk.masterChanged = true
+		}
+	}
 	v.mu.Lock()
-	v.keys[user] = &queriedKeys{master: q.Master[user], selfSigning: q.Self[user], userSigning: q.User[user], devices: q.Devices[user]}
+	v.keys[user] = qk
 	v.mu.Unlock()
 	return nil
 }
@@ -156,6 +167,9 @@ func (v *Verifier) lookup(user id.UserID, device id.DeviceID) (sas.TheirKeys, er
 	q := v.keys[user.String()]
 	if q == nil {
 		return sas.TheirKeys{}, fmt.Errorf("client: verify: %w", verification.ErrUnknownDevice)
+	}
+	if q.masterChanged {
+		return sas.TheirKeys{}, fmt.Errorf("client: verify: master key differs from the pinned one: %w", verification.ErrKeyChanged)
 	}
 	raw, ok := q.devices[device.String()]
 	if !ok {
