@@ -380,11 +380,25 @@ func (c *Client) AutoBackup(ctx context.Context) error {
 // the self-signing key and trusts the identity, then trusts the backup
 // version only if our master key signed it, recovers the backup key
 // (checked against that version's public key) and restores the room keys
-// from the backup.
+// from the backup. If the backup version is refused (an error wrapping
+// recovery.ErrUntrustedBackupVersion), the cross-signing part is done and
+// nothing is restored. Sessions are imported as the e2ee machine imports
+// backups (provenance "forwarded or backup"); RecoveryResult counts the
+// entries that carried a valid MSC4048 MAC.
 func (c *Client) RecoverWithKey(ctx context.Context, recoveryKey string) (*RecoveryResult, error) {
 	uid, err := id.ParseUserID(c.UserID())
 	if err != nil {
 		return nil, err
+	}
+	// Restored sessions are bound to their sender's device, which the
+	// machine must know: let a first sync (and its keys/query) complete.
+	c.mu.Lock()
+	first := c.since == ""
+	c.mu.Unlock()
+	if first {
+		if err := c.WaitSync(ctx); err != nil {
+			return nil, err
+		}
 	}
 	ad := recovery.AccountData{}
 	dk, err := c.http.GetAccountData(ctx, recovery.DefaultKeyType)
