@@ -106,7 +106,8 @@ func (c *Client) Verifier(ctx context.Context) (*Verifier, error) {
 	return v, nil
 }
 
-// Updates returns the channel of verification steps.
+// Updates returns the channel of verification steps. Read it: the sync loop
+// waits when its buffer (64 updates) is full.
 func (v *Verifier) Updates() <-chan VerificationUpdate { return v.updates }
 
 func (v *Verifier) now() time.Time {
@@ -431,4 +432,23 @@ func (v *Verifier) act(ctx context.Context, f verification.FlowRef, fn func(time
 	v.order.Unlock()
 	v.report(ctx, res)
 	return sendErr
+}
+
+// Tick expires flows (m.timeout is sent for a flow older than
+// verification.FlowTimeout; unanswered prompts are dismissed). Call it now
+// and then, for example once a minute.
+func (v *Verifier) Tick(ctx context.Context) {
+	v.order.Lock()
+	v.mu.Lock()
+	results := v.m.Tick(v.now())
+	v.mu.Unlock()
+	for _, res := range results {
+		if err := v.sendAll(ctx, res); err != nil {
+			v.c.log.Warn("client: verify: send", "err", err)
+		}
+	}
+	v.order.Unlock()
+	for _, res := range results {
+		v.report(ctx, res)
+	}
 }
