@@ -148,6 +148,12 @@ const (
 	// whose (sender, requesting device, request_id) was already processed
 	// (B3 rule 5).
 	RejectDuplicateRequest RejectCode = "duplicate_request"
+	// RejectBundleUntrusted: an m.room_key_bundle from a device that is
+	// not cross-signed, or without sender_device_keys (B6 rule 4a).
+	RejectBundleUntrusted RejectCode = "bundle_from_untrusted_device"
+	// RejectBundleHashMismatch: the downloaded bundle does not match the
+	// sha256 in its m.room_key_bundle (B6 rule 4c).
+	RejectBundleHashMismatch RejectCode = "hash_mismatch"
 )
 
 // Rejection is one security-log entry: an input the machine refused.

@@ -62,7 +62,7 @@ func (m *Machine) ImportRoomKeys(ctx context.Context, keys []ExportedRoomKey) (i
 	defer m.mu.Unlock()
 	res = &Result{}
 	for _, k := range keys {
-		ok, err := m.importOne(ctx, res, k)
+		ok, err := m.importOne(ctx, res, k, "")
 		if err != nil {
 			m.abort(ctx)
 			return imported, res, err
@@ -74,7 +74,9 @@ func (m *Machine) ImportRoomKeys(ctx context.Context, keys []ExportedRoomKey) (i
 	return imported, res, nil
 }
 
-func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey) (bool, error) {
+// importOne imports one session; bundleFrom names the user whose room-key
+// bundle carried it ("" for exports and backups).
+func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey, bundleFrom string) (bool, error) {
 	if k.Algorithm != crosssign.AlgorithmMegolm {
 		res.reject(RejectRoomKeyInvalid, "", "", fmt.Errorf("e2ee: import: algorithm %q", k.Algorithm))
 		return false, nil
@@ -126,7 +128,7 @@ func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey)
 		}
 		if err := m.putInbound(ch, &inboundSession{SessionID: k.SessionID, RoomID: k.RoomID, SenderUser: u.UserID,
 			SenderDevice: d.DeviceID, SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, FromBackup: true,
-			Received: m.now().UnixMilli(), s: in}); err != nil {
+			BundleFrom: bundleFrom, Received: m.now().UnixMilli(), s: in}); err != nil {
 			return false, err
 		}
 	}

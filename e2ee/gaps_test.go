@@ -3,6 +3,7 @@ package e2ee_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -274,4 +275,104 @@ func TestA1bWithheldDeviceGetsKeyOnceCrossSigned(t *testing.T) {
 	b2.mustDecrypt(room, later, "after cross-signing")
 	_, err = b2.decrypt(room, early)
 	wantUTD(t, err, e2ee.UTDUnknownIndex)
+}
+
+// ---- B6 rules 4-5: room-key bundles (MSC4268), receiver side ----
+
+// bundleFor builds what an inviter sends: the encrypted bundle of its
+// sessions for room (plus extra keys) and the m.room_key_bundle content.
+func bundleFor(t *testing.T, from *client, room string, extra ...e2ee.ExportedRoomKey) ([]byte, map[string]any) {
+	t.Helper()
+	all, err := from.m.ExportRoomKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := append([]e2ee.ExportedRoomKey{}, extra...)
+	for _, k := range all {
+		if k.RoomID == room {
+			keys = append(keys, k)
+		}
+	}
+	plain, _ := json.Marshal(map[string]any{"room_keys": keys, "withheld": []any{}})
+	ct, f, err := e2ee.EncryptAttachment(from.srv.rnd, plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.URL = "mxc://hs/bundle"
+	return ct, map[string]any{"room_id": room, "file": f}
+}
+
+func TestB6RoomKeyBundleReceiver(t *testing.T) {
+	s, a, b, room := setup(t)
+	e := b.send(room, "history")
+	a.sync()
+	c := s.newClient("@carol:hs", "CAROL1", e2ee.StrictPolicy())
+	b.sync(roomState(room, a.user, b.user, c.user))
+	b.flush()
+	ctx := context.Background()
+
+	// Bob (the inviter) shares his bundle over Olm; a wrong-room key rides along.
+	ks, _ := b.m.ExportRoomKeys(ctx)
+	wrong := ks[0]
+	wrong.RoomID = "!other:hs"
+	ct, content := bundleFor(t, b, room, wrong)
+	raw, _ := json.Marshal(content)
+	if err := b.m.SendEncryptedToDevice(ctx, c.user, c.device, "m.room_key_bundle", raw); err != nil {
+		t.Fatal(err)
+	}
+	b.flush()
+	// A device of Bob's that is not cross-signed sends one too.
+	evil := s.newAttacker(b.user, "BOBX", false)
+	evilCT, evilContent := bundleFor(t, b, "!evil:hs")
+	_ = evilCT
+	pt := evil.plaintext(c, "m.room_key_bundle", evilContent)
+	pt["sender_device_keys"] = json.RawMessage(evil.devKeys)
+	s.deliver(c, evil.olmTo(c, b.user, pt))
+	c.sync()
+	c.flush()
+	c.sync(roomState(room, a.user, b.user, c.user))
+	if !c.hasRejection(e2ee.RejectBundleUntrusted) {
+		t.Fatalf("bundle from a device that is not cross-signed not rejected: %+v", c.rejected)
+	}
+	if _, err := c.m.RoomKeyBundle(ctx, "!evil:hs", b.user); !errors.Is(err, e2ee.ErrNotFound) {
+		t.Fatalf("bundle of an untrusted device stored: %v", err)
+	}
+	// Only the inviter's bundle, only for that room (rule 4a, 4b).
+	if _, err := c.m.RoomKeyBundle(ctx, room, a.user); !errors.Is(err, e2ee.ErrNotFound) {
+		t.Fatalf("bundle offered for a user who sent none: %v", err)
+	}
+	f, err := c.m.RoomKeyBundle(ctx, room, b.user)
+	if err != nil || f.URL != "mxc://hs/bundle" {
+		t.Fatalf("inviter's bundle: %v %+v", err, f)
+	}
+	// The server swaps the bytes (rule 4c).
+	bad := append([]byte(nil), ct...)
+	bad[0] ^= 1
+	n, res, err := c.m.ImportRoomKeyBundle(ctx, room, b.user, bad)
+	if !errors.Is(err, e2ee.ErrAttachmentHash) || n != 0 || len(res.Rejected) == 0 || res.Rejected[0].Code != e2ee.RejectBundleHashMismatch {
+		t.Fatalf("swapped bundle: n=%d err=%v res=%+v", n, err, res)
+	}
+	_, err = c.decrypt(room, e)
+	wantUTD(t, err, e2ee.UTDNoSession)
+	c.open() // the bundle survives a restart until imported
+	n, res, err = c.m.ImportRoomKeyBundle(ctx, room, b.user, ct)
+	if err != nil || n == 0 {
+		t.Fatalf("honest bundle: n=%d err=%v", n, err)
+	}
+	wrongRoom := false
+	for _, r := range res.Rejected {
+		if r.Code == e2ee.RejectRoomKeyInvalid {
+			wrongRoom = true
+		}
+	}
+	if !wrongRoom {
+		t.Fatalf("key of another room in the bundle not rejected: %+v", res.Rejected)
+	}
+	d := c.mustDecrypt(room, e, "history")
+	if d.Provenance.Trust != e2ee.TrustForwardedOrBackup || d.Provenance.SharedBy != b.user {
+		t.Fatalf("bundle session provenance %+v, want forwarded, shared by %s", d.Provenance, b.user)
+	}
+	if _, err := c.m.RoomKeyBundle(ctx, room, b.user); !errors.Is(err, e2ee.ErrNotFound) {
+		t.Fatal("imported bundle still pending")
+	}
 }

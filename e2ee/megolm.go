@@ -55,8 +55,11 @@ type inboundSession struct {
 	Forwarded     bool   `json:"forwarded,omitempty"`
 	ForwardedBy   string `json:"forwarded_by,omitempty"` // curve25519 of our device that forwarded it
 	FromBackup    bool   `json:"from_backup,omitempty"`
-	Received      int64  `json:"received"`
-	s             *megolm.InboundSession
+	// BundleFrom: the user whose MSC4268 room-key bundle carried the
+	// session (with FromBackup: only that user's word vouches for it).
+	BundleFrom string `json:"bundle_from,omitempty"`
+	Received   int64  `json:"received"`
+	s          *megolm.InboundSession
 }
 
 type indexRecord struct {
@@ -874,6 +877,12 @@ func (m *Machine) decryptFinish(ctx context.Context, ch *Changes, fresh map[stri
 func (m *Machine) provenance(ctx context.Context, s *inboundSession) (Provenance, error) {
 	p := Provenance{SenderUser: s.SenderUser, SenderDevice: s.SenderDevice, SenderCurve: s.SenderCurve,
 		SenderEd25519: s.SenderEd25519, SessionID: s.SessionID}
+	if s.BundleFrom != "" {
+		p.Trust = TrustForwardedOrBackup
+		p.SharedBy = s.BundleFrom
+		p.Warning = "the key for this message was shared by " + s.BundleFrom + " in a room-key bundle: only their word vouches for its sender"
+		return p, nil
+	}
 	if s.Forwarded || s.FromBackup {
 		p.Trust = TrustForwardedOrBackup
 		p.Warning = "the key for this message was forwarded or restored from backup: its authenticity cannot be guaranteed"

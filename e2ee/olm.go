@@ -520,6 +520,8 @@ func (m *Machine) handleOlmEvent(ctx context.Context, ch *Changes, res *Result, 
 		return m.forwardReceive(ctx, ch, res, u, d, pt.Content)
 	case "m.dummy":
 		return nil
+	case "m.room_key_bundle":
+		return m.bundleReceive(ctx, ch, res, u, d, pt)
 	case "m.secret.request":
 		return m.dedupSecretRequest(ctx, ch, res, u.UserID, DecryptedToDevice{
 			Encrypted: true, Type: pt.Type, Sender: u.UserID, SenderDevice: d.DeviceID, SenderCurve: d.Curve25519,

@@ -11,24 +11,25 @@ type Kind string
 
 // The kinds the machine writes. A Store must accept any non-empty Kind.
 const (
-	KindAccount       Kind = "account"        // key "self": olm account pickle + own-device metadata
-	KindOlmSession    Kind = "olm_session"    // key "<sender curve25519>|<session id>"
-	KindOlmHash       Kind = "olm_hash"       // key sha256 of a processed Olm ciphertext (B3)
-	KindInboundGroup  Kind = "inbound_group"  // key session id: megolm pickle + provenance
-	KindOutboundGroup Kind = "outbound_group" // key room id: megolm pickle + sharing state
-	KindMegolmIndex   Kind = "megolm_index"   // key "<session id>|<index>": replay table (B4)
-	KindUser          Kind = "user"           // key user id: pinned identity + devices
-	KindCurveIndex    Kind = "curve_index"    // key curve25519: "<user>|<device>" owning it (B10)
-	KindRoom          Kind = "room"           // key room id: encryption state, members
-	KindRequest       Kind = "request"        // key request id: outgoing request not yet acknowledged
-	KindWithheld      Kind = "withheld"       // key session id: m.room_key.withheld hint (B12)
-	KindKeyRequest    Kind = "key_request"    // key "<room id>|<session id>": our outstanding m.room_key_request
-	KindPendingOlm    Kind = "pending_olm"    // key hash: decrypted Olm plaintext waiting for a device query (sealed)
-	KindSecret        Kind = "secret"         // key name: sealed secrets (cross-signing, backup; issue 6)
-	KindPendingSend   Kind = "pending_send"   // key "<recipient curve25519>|<request id>": sealed Olm send waiting for a session
-	KindOlmEvicted    Kind = "olm_evicted"    // key "<sender curve25519>|<session id>": Olm session evicted (B3 rule 1)
-	KindToDeviceSeen  Kind = "todevice_seen"  // key "<hash of sender, device>|<hash of type, request id>": processed request (B3 rule 5)
-	KindMegolmWindow  Kind = "megolm_window"  // key session id: timestamps seen for the session (B4 rule 2)
+	KindAccount       Kind = "account"         // key "self": olm account pickle + own-device metadata
+	KindOlmSession    Kind = "olm_session"     // key "<sender curve25519>|<session id>"
+	KindOlmHash       Kind = "olm_hash"        // key sha256 of a processed Olm ciphertext (B3)
+	KindInboundGroup  Kind = "inbound_group"   // key session id: megolm pickle + provenance
+	KindOutboundGroup Kind = "outbound_group"  // key room id: megolm pickle + sharing state
+	KindMegolmIndex   Kind = "megolm_index"    // key "<session id>|<index>": replay table (B4)
+	KindUser          Kind = "user"            // key user id: pinned identity + devices
+	KindCurveIndex    Kind = "curve_index"     // key curve25519: "<user>|<device>" owning it (B10)
+	KindRoom          Kind = "room"            // key room id: encryption state, members
+	KindRequest       Kind = "request"         // key request id: outgoing request not yet acknowledged
+	KindWithheld      Kind = "withheld"        // key session id: m.room_key.withheld hint (B12)
+	KindKeyRequest    Kind = "key_request"     // key "<room id>|<session id>": our outstanding m.room_key_request
+	KindPendingOlm    Kind = "pending_olm"     // key hash: decrypted Olm plaintext waiting for a device query (sealed)
+	KindSecret        Kind = "secret"          // key name: sealed secrets (cross-signing, backup; issue 6)
+	KindPendingSend   Kind = "pending_send"    // key "<recipient curve25519>|<request id>": sealed Olm send waiting for a session
+	KindOlmEvicted    Kind = "olm_evicted"     // key "<sender curve25519>|<session id>": Olm session evicted (B3 rule 1)
+	KindToDeviceSeen  Kind = "todevice_seen"   // key "<hash of sender, device>|<hash of type, request id>": processed request (B3 rule 5)
+	KindMegolmWindow  Kind = "megolm_window"   // key session id: timestamps seen for the session (B4 rule 2)
+	KindRoomKeyBundle Kind = "room_key_bundle" // key "<room id>|<sender user>": sealed m.room_key_bundle not yet imported (B6 rules 4-5)
 )
 
 // ErrNotFound is returned by Store.Get when no record has that kind and key.

@@ -186,6 +186,9 @@ type Provenance struct {
 	Index         uint32
 	// Warning explains a trust level below TrustCrossSignedPinned in words.
 	Warning string
+	// SharedBy is the user whose room-key bundle (MSC4268) gave us the
+	// session; show "shared by" with the message (threat model B6 rule 4).
+	SharedBy string
 	// Timestamp flags an origin_server_ts that is implausible for the
 	// session (threat model B4 rule 2). The server sets the timestamp, so
 	// this is informational: show the time as doubtful, never trust it.
