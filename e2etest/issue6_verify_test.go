@@ -294,3 +294,74 @@ type injection struct {
 	user, device string
 	keys         json.RawMessage
 }
+
+// TestSASMismatchSignsNothing: when alice's user sees different strings,
+// the flow is cancelled with m.mismatched_sas on both sides and neither
+// identity becomes verified.
+func TestSASMismatchSignsNothing(t *testing.T) {
+	hs := startServer(t)
+	alice := register(t, hs, "alice")
+	bob := register(t, hs, "bob")
+	ctx := ctxT(t)
+	va, err := alice.Verifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb, err := bob.Verifier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refA, err := va.RequestToDevice(ctx, bob.UserID(), []string{bob.DeviceID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := waitUpdate(t, bob.name, vb, "request", func(u client.VerificationUpdate) bool { return u.Request != nil })
+	if err := vb.Accept(ctx, req.Flow); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdate(t, alice.name, va, "ready", func(u client.VerificationUpdate) bool { return u.Flow == refA && u.State == verification.Ready })
+	if err := va.StartSAS(ctx, refA); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdate(t, alice.name, va, "SAS", func(u client.VerificationUpdate) bool { return u.SAS != nil })
+	waitUpdate(t, bob.name, vb, "SAS", func(u client.VerificationUpdate) bool { return u.SAS != nil })
+	if err := vb.Confirm(ctx, req.Flow); err != nil { // bob's user saw a match
+		t.Fatal(err)
+	}
+	if err := va.Mismatch(ctx, refA); err != nil { // alice's did not
+		t.Fatal(err)
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for done := false; !done; {
+		select {
+		case u := <-vb.Updates():
+			if u.Outcome != nil {
+				t.Fatal("bob completed a verification alice's user refused")
+			}
+			if u.Cancelled != nil {
+				if u.Cancelled.Code != verification.CancelMismatchedSAS {
+					t.Fatalf("bob: cancelled with %+v", *u.Cancelled)
+				}
+				done = true
+			}
+		case <-deadline.C:
+			t.Fatal("bob never saw the cancellation")
+		}
+	}
+	for _, c := range []struct {
+		who  *tclient
+		user string
+	}{{alice, bob.UserID()}, {bob, alice.UserID()}} {
+		if err := c.who.WaitSync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.who.Machine().Identity(ctx, c.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st != nil && st.Verified {
+			t.Fatalf("%s: %s verified after a mismatch", c.who.name, c.user)
+		}
+	}
+}
