@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+
+	"myelin/crypto/crosssign"
 )
 
-// Room-key bundles (MSC4268, spec v1.19 "history sharing"), receiver side:
-// threat model B6 rules 4 and 5.
+// Room-key bundles (MSC4268, spec v1.19 "history sharing"): threat model
+// B6 rules 3 (sender side) and 4-5 (receiver side).
 
 // MaxBundleSize bounds a downloaded room-key bundle (ciphertext bytes).
 const MaxBundleSize = 16 << 20
@@ -159,4 +162,153 @@ func (m *Machine) ImportRoomKeyBundle(ctx context.Context, room, inviter string,
 		return imported, res, err
 	}
 	return imported, res, nil
+}
+
+// BuildRoomKeyBundle encrypts the room-key bundle (MSC4268) of room for a
+// user we are about to invite: only sessions whose creator marked them
+// shared_history in its m.room_key, or our own sessions created while the
+// room's history was shared; never forwarded, backed-up or bundled ones
+// (so a server lying about history_visibility to us cannot widen what
+// others' sessions reveal: threat model B6 rule 3). Upload ciphertext, set
+// file.URL, then call ShareRoomKeyBundle. n is the number of sessions.
+func (m *Machine) BuildRoomKeyBundle(ctx context.Context, room string) (ciphertext []byte, file *EncryptedFile, n int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	recs, err := m.store.List(ctx, KindInboundGroup, "")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	keys := []ExportedRoomKey{}
+	for _, rec := range recs {
+		s, err := m.loadInbound(ctx, rec.Key)
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		if s.RoomID != room || !s.SharedHistory || s.Forwarded || s.FromBackup || s.BundleFrom != "" {
+			continue
+		}
+		ek, err := s.s.Export(s.s.FirstKnownIndex())
+		if err != nil {
+			return nil, nil, 0, err
+		}
+		keys = append(keys, ExportedRoomKey{Algorithm: crosssign.AlgorithmMegolm, RoomID: s.RoomID, SenderKey: s.SenderCurve,
+			SessionID: s.SessionID, SessionKey: ek.String(), SenderClaimedKeys: map[string]string{"ed25519": s.SenderEd25519}})
+	}
+	plain, err := json.Marshal(map[string]any{"room_keys": keys, "withheld": []any{}})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	ct, f, err := EncryptAttachment(m.rand, plain)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return ct, f, len(keys), nil
+}
+
+// ShareRoomKeyBundle sends m.room_key_bundle for room (file as uploaded)
+// over Olm to invitee's devices that are cross-signed by a pinned or
+// verified identity, whatever the trust policy (MSC4268 requires it, and
+// history is worth more than one message: B6 rule 3); other devices get
+// nothing. It returns ErrNotReady (NotReadyError) while invitee's devices
+// are being queried, and SendBlockedError while an identity change of
+// invitee is not acknowledged. Devices without an Olm session get the
+// event once a one-time key is claimed (see Outgoing).
+func (m *Machine) ShareRoomKeyBundle(ctx context.Context, room, invitee string, file *EncryptedFile) (devices int, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if file == nil || file.URL == "" {
+		return 0, errors.New("e2ee: share room-key bundle: the file has no url (upload it first)")
+	}
+	n, err := m.shareBundle(ctx, room, invitee, file)
+	if err != nil {
+		m.abort(ctx)
+	}
+	return n, err
+}
+
+func (m *Machine) shareBundle(ctx context.Context, room, invitee string, file *EncryptedFile) (int, error) {
+	u, err := m.loadUser(ctx, invitee)
+	if err != nil {
+		return 0, err
+	}
+	ch := &Changes{}
+	if !u.Tracked || u.Outdated {
+		if !u.Tracked {
+			u.Tracked, u.Outdated = true, true
+			u.Gen++
+			if err := putJSON(ch, KindUser, invitee, u); err != nil {
+				return 0, err
+			}
+		}
+		if err := m.planQuery(ctx, ch); err != nil {
+			return 0, err
+		}
+		if err := m.putAccount(ch); err != nil {
+			return 0, err
+		}
+		if err := m.store.Save(ctx, ch); err != nil {
+			return 0, err
+		}
+		return 0, &NotReadyError{RoomID: room, Waiting: "keys/query"}
+	}
+	if u.ChangePending {
+		return 0, &SendBlockedError{RoomID: room, Users: []string{invitee}}
+	}
+	content := bundleContent{RoomID: room, File: file}
+	c, err := json.Marshal(content)
+	if err != nil {
+		return 0, err
+	}
+	devs := make([]string, 0, len(u.Devices))
+	for dev := range u.Devices {
+		devs = append(devs, dev)
+	}
+	slices.Sort(devs)
+	var give, claim []olmTarget
+	for _, dev := range devs {
+		d := u.Devices[dev]
+		if invitee == m.user.String() && dev == m.device.String() {
+			continue
+		}
+		if t := m.trustOf(u, d); t != TrustVerifiedIdentity && t != TrustCrossSignedPinned {
+			continue
+		}
+		ss, err := m.loadOlm(ctx, d.Curve25519)
+		if err != nil {
+			return 0, err
+		}
+		if len(ss) > 0 {
+			give = append(give, olmTarget{invitee, d})
+			continue
+		}
+		if err := m.holdOlm(ctx, ch, olmTarget{invitee, d}, "m.room_key_bundle", json.RawMessage(c)); err != nil {
+			return 0, err
+		}
+		claim = append(claim, olmTarget{invitee, d})
+	}
+	if len(give) > 0 {
+		contents := make([][]byte, len(give))
+		for i := range give {
+			contents[i] = c
+		}
+		enc, err := m.olmEncryptMany(ctx, ch, give, "m.room_key_bundle", contents)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := m.queueRequest(ch, RequestSendToDevice, "m.room.encrypted", toDeviceBody(give, enc), nil); err != nil {
+			return 0, err
+		}
+	}
+	if len(claim) > 0 {
+		if err := m.queueClaim(ctx, ch, claim, false); err != nil {
+			return 0, err
+		}
+	}
+	if err := m.putAccount(ch); err != nil {
+		return 0, err
+	}
+	if err := m.store.Save(ctx, ch); err != nil {
+		return 0, fmt.Errorf("e2ee: share room-key bundle: %w", err)
+	}
+	return len(give) + len(claim), nil
 }

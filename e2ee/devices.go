@@ -61,6 +61,10 @@ type roomRecord struct {
 	RotationMsgs int64             `json:"rotation_msgs"`
 	Broken       string            `json:"broken,omitempty"` // why the current encryption state is refused
 	Members      map[string]string `json:"members"`          // user -> join|invite
+	// SharedHistory: m.room.history_visibility is shared or
+	// world_readable, so our sessions may go into room-key bundles
+	// (MSC4268); a change rotates the outbound session (B6 rule 3).
+	SharedHistory bool `json:"shared_history,omitempty"`
 }
 
 func (m *Machine) loadUser(ctx context.Context, user string) (*userRecord, error) {
@@ -165,6 +169,15 @@ func (m *Machine) roomUpdate(ctx context.Context, ch *Changes, res *Result, ru R
 				res.Alerts = append(res.Alerts, Alert{Code: AlertEncryptionStateChanged, RoomID: r.RoomID,
 					Message: "the room's encryption settings changed to something myelin will not use; sending is refused"})
 			}
+		case "m.room.history_visibility":
+			if *ev.StateKey != "" {
+				continue
+			}
+			var c struct {
+				V string `json:"history_visibility"`
+			}
+			_ = json.Unmarshal(ev.Content, &c)
+			r.SharedHistory = c.V == "shared" || c.V == "world_readable"
 		case "m.room.member":
 			user := *ev.StateKey
 			if _, err := id.ParseUserIDLenient(user); err != nil {

@@ -376,3 +376,92 @@ func TestB6RoomKeyBundleReceiver(t *testing.T) {
 		t.Fatal("imported bundle still pending")
 	}
 }
+
+// ---- B6 rule 3: room-key bundles, sender side ----
+
+func historyVisibility(room, v string) e2ee.RoomUpdate {
+	empty := ""
+	c, _ := json.Marshal(map[string]string{"history_visibility": v})
+	return e2ee.RoomUpdate{RoomID: room, Events: []e2ee.Event{{Type: "m.room.history_visibility", StateKey: &empty, Content: c, RoomID: room}}}
+}
+
+// TestB6RoomKeyBundleSender: the bundle holds only sessions their creator
+// marked shared_history (the server telling us the history is shared does
+// not widen what Bob's sessions reveal); our session rotates when the
+// visibility crosses the shared line; the bundle goes only to the
+// invitee's cross-signed devices, whatever the policy; the invitee reads
+// the shared history, not the rest.
+func TestB6RoomKeyBundleSender(t *testing.T) {
+	s, a, b, room := setup(t)
+	// The server tells Alice the history is shared, and Bob it is not.
+	a.sync(historyVisibility(room, "shared"))
+	b.sync(historyVisibility(room, "joined"))
+	shared := a.send(room, "shared history")
+	bobs := b.send(room, "bob: not shared")
+	a.sync()
+	a.mustDecrypt(room, bobs, "bob: not shared")
+	a.sync(historyVisibility(room, "joined"))
+	private := a.send(room, "private")
+	if sessionOf(t, private) == sessionOf(t, shared) {
+		t.Fatal("history visibility left the shared line but the session was not rotated")
+	}
+	ctx := context.Background()
+	ct, f, n, err := a.m.BuildRoomKeyBundle(ctx, room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("bundle of %d sessions, want 1 (Alice's shared session only)", n)
+	}
+	f.URL = "mxc://hs/alice-bundle"
+
+	s.noCrossSign["@carol:hs|CAROL2"] = true
+	c := s.newClient("@carol:hs", "CAROL1", e2ee.StrictPolicy())
+	c2 := s.newClient("@carol:hs", "CAROL2", e2ee.StrictPolicy())
+	_ = c2
+	a.sync(roomState(room, a.user, b.user, c.user))
+	a.flush()
+	mark := len(s.sent)
+	for range 3 {
+		_, err = a.m.ShareRoomKeyBundle(ctx, room, c.user, f)
+		if !errors.Is(err, e2ee.ErrNotReady) {
+			break
+		}
+		a.flush()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.flush()
+	if n := s.sentTo(mark, c.user+"|CAROL1", "m.room.encrypted"); n != 1 {
+		t.Fatalf("%d bundle messages to Carol's cross-signed device, want 1", n)
+	}
+	if n := s.sentTo(mark, c.user+"|CAROL2", "m.room.encrypted"); n != 0 {
+		t.Fatalf("%d bundle messages to a device that is not cross-signed", n)
+	}
+	c.sync()
+	c.flush()
+	c.sync(roomState(room, a.user, b.user, c.user))
+	if _, err := c.m.RoomKeyBundle(ctx, room, a.user); err != nil {
+		t.Fatalf("Carol has no bundle from Alice: %v (rejections %+v)", err, c.rejected)
+	}
+	if _, _, err := c.m.ImportRoomKeyBundle(ctx, room, a.user, ct); err != nil {
+		t.Fatal(err)
+	}
+	if d := c.mustDecrypt(room, shared, "shared history"); d.Provenance.SharedBy != a.user {
+		t.Fatalf("provenance %+v", d.Provenance)
+	}
+	for _, ev := range []e2ee.Event{bobs, private} {
+		_, err := c.decrypt(room, ev)
+		wantUTD(t, err, e2ee.UTDNoSession)
+	}
+	// Once Bob's own client marks a session shared_history, Alice's bundle
+	// includes it.
+	b.sync(historyVisibility(room, "shared"))
+	bobShared := b.send(room, "bob: shared")
+	a.sync()
+	a.mustDecrypt(room, bobShared, "bob: shared")
+	if _, _, n, err := a.m.BuildRoomKeyBundle(ctx, room); err != nil || n != 2 {
+		t.Fatalf("bundle of %d sessions (%v), want 2 (with Bob's shared_history session)", n, err)
+	}
+}

@@ -37,7 +37,10 @@ type outboundSession struct {
 	Created    int64                   `json:"created"`
 	SharedWith map[string]sharedDevice `json:"shared_with"` // "user|device"
 	Withheld   map[string]string       `json:"withheld"`    // "user|device" -> code sent
-	s          *megolm.OutboundSession
+	// SharedHistory: the room's history was shared when the session was
+	// created; its m.room_key carries shared_history (MSC4268).
+	SharedHistory bool `json:"shared_history,omitempty"`
+	s             *megolm.OutboundSession
 }
 
 // inboundSession is KindInboundGroup: a Megolm session we can decrypt with,
@@ -58,8 +61,12 @@ type inboundSession struct {
 	// BundleFrom: the user whose MSC4268 room-key bundle carried the
 	// session (with FromBackup: only that user's word vouches for it).
 	BundleFrom string `json:"bundle_from,omitempty"`
-	Received   int64  `json:"received"`
-	s          *megolm.InboundSession
+	// SharedHistory: the session's creator marked it shared_history in
+	// its m.room_key (or it is ours and was so created); only these go
+	// into the room-key bundles we build (B6 rule 3).
+	SharedHistory bool  `json:"shared_history,omitempty"`
+	Received      int64 `json:"received"`
+	s             *megolm.InboundSession
 }
 
 type indexRecord struct {
@@ -215,6 +222,9 @@ func (m *Machine) needsRotation(ctx context.Context, o *outboundSession, r *room
 	if now-o.Created >= ms || int64(o.s.MessageIndex()) >= msgs || o.s.Exhausted() {
 		return true, nil
 	}
+	if o.SharedHistory != r.SharedHistory {
+		return true, nil // history visibility crossed the shared line (MSC4268)
+	}
 	for ud, sd := range o.SharedWith {
 		user, dev, _ := cut(ud)
 		if _, ok := r.Members[user]; !ok && user != m.user.String() {
@@ -301,7 +311,7 @@ func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) 
 			return nil, fmt.Errorf("e2ee: new megolm session: %w", err)
 		}
 		o = &outboundSession{RoomID: r.RoomID, SessionID: s.ID(), Created: m.now().UnixMilli(),
-			SharedWith: map[string]sharedDevice{}, Withheld: map[string]string{}, s: s}
+			SharedWith: map[string]sharedDevice{}, Withheld: map[string]string{}, SharedHistory: r.SharedHistory, s: s}
 		m.outbound[r.RoomID] = o
 		// Our own inbound copy, so we can read our own messages.
 		in, err := megolm.NewInboundSession(s.SessionKey())
@@ -310,7 +320,7 @@ func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) 
 		}
 		if err := m.putInbound(ch, &inboundSession{SessionID: o.SessionID, RoomID: r.RoomID, SenderUser: m.user.String(),
 			SenderDevice: m.device.String(), SenderCurve: m.curve.String(), SenderEd25519: m.ed.String(),
-			Received: o.Created, s: in}); err != nil {
+			Received: o.Created, SharedHistory: o.SharedHistory, s: in}); err != nil {
 			return nil, err
 		}
 	}
@@ -378,10 +388,14 @@ func (m *Machine) shareRoomKey(ctx context.Context, ch *Changes, r *roomRecord) 
 	}
 	if len(give) > 0 {
 		sk := o.s.SessionKey()
-		c, err := json.Marshal(map[string]any{
+		rk := map[string]any{
 			"algorithm": crosssign.AlgorithmMegolm, "room_id": r.RoomID,
 			"session_id": o.SessionID, "session_key": sk.String(),
-		})
+		}
+		if o.SharedHistory {
+			rk["shared_history"] = true
+		}
+		c, err := json.Marshal(rk)
 		if err != nil {
 			return nil, err
 		}
@@ -452,6 +466,8 @@ type roomKeyContent struct {
 	RoomID     string `json:"room_id"`
 	SessionID  string `json:"session_id"`
 	SessionKey string `json:"session_key"`
+	// SharedHistory: MSC4268; anything but JSON true counts as false.
+	SharedHistory json.RawMessage `json:"shared_history,omitempty"`
 }
 
 // roomKeyReceive stores an m.room_key received over Olm from device d of
@@ -481,7 +497,8 @@ func (m *Machine) roomKeyReceive(ctx context.Context, ch *Changes, res *Result, 
 		return err
 	}
 	rec := &inboundSession{SessionID: c.SessionID, RoomID: c.RoomID, SenderUser: u.UserID, SenderDevice: d.DeviceID,
-		SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, Received: m.now().UnixMilli(), s: in}
+		SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, Received: m.now().UnixMilli(),
+		SharedHistory: string(c.SharedHistory) == "true", s: in}
 	if old != nil {
 		if old.RoomID != c.RoomID || (!old.Forwarded && !old.FromBackup && old.SenderCurve != d.Curve25519) {
 			res.reject(RejectSessionOwnerConflict, u.UserID, d.DeviceID, fmt.Errorf("e2ee: m.room_key for session %s, which belongs to another device or room", c.SessionID))
