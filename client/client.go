@@ -132,7 +132,8 @@ type Client struct {
 	// consume (verification, verify.go); nil drops them.
 	toDeviceHook func(context.Context, e2ee.DecryptedToDevice)
 	verifier     *Verifier
-	backup       backupState // recovery.go
+	backup       backupState    // recovery.go
+	sharing      *secretSharing // recovery_sharing.go
 }
 
 // maxPending bounds the undecryptable events kept for retry.

@@ -100,7 +100,7 @@ func (c *Client) Verifier(ctx context.Context) (*Verifier, error) {
 		v = c.verifier
 	} else {
 		c.verifier = v
-		c.toDeviceHook = v.onToDevice
+		c.toDeviceHook = c.dispatchToDevice
 	}
 	c.mu.Unlock()
 	return v, nil

@@ -132,6 +132,29 @@ func TestSASOwnDeviceAfterRecovery(t *testing.T) {
 	if st.MasterKey != o3.MasterKey.PublicKey().String() {
 		t.Fatalf("device 3 identity %q, verified %q", st.MasterKey, o3.MasterKey.PublicKey())
 	}
+
+	// Device 3 now asks device 2 for the secrets (over Olm, checked
+	// against the published keys).
+	alice2.EnableSecretSharing()
+	alice2.knowsDevice(alice.UserID(), alice3.DeviceID())
+	alice3.knowsDevice(alice.UserID(), alice2.DeviceID())
+	if err := alice3.RequestSecrets(ctxT(t)); err != nil {
+		t.Fatalf("request secrets: %v", err)
+	}
+	sk2, err := alice2.CrossSigningKeys(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk3, err := alice3.CrossSigningKeys(ctxT(t))
+	if err != nil {
+		t.Fatalf("device 3 holds no cross-signing keys: %v", err)
+	}
+	if sk2.Master.PublicKey() != sk3.Master.PublicKey() || sk2.UserSigning.PublicKey() != sk3.UserSigning.PublicKey() {
+		t.Fatal("shared keys differ")
+	}
+	if _, err := alice3.TrustedBackupVersion(ctxT(t)); err != nil {
+		t.Fatalf("device 3 with the shared backup key: %v", err)
+	}
 }
 
 // TestSASTwoUsers: alice and bob verify each other with SAS; each signs the
