@@ -194,12 +194,22 @@ func (c *Client) RequestSecrets(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.m.Identity(ctx, c.UserID())
-	if err != nil {
-		return fmt.Errorf("client: %w", err)
-	}
-	if st == nil || !st.Verified || st.MasterKey == "" {
-		return ErrOwnIdentityNotTrusted
+	// After a verification the machine re-queries our keys before it
+	// calls our identity verified: give it a few syncs.
+	var st *e2ee.IdentityStatus
+	for i := 0; ; i++ {
+		if st, err = c.m.Identity(ctx, c.UserID()); err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		if st != nil && st.Verified && st.MasterKey != "" {
+			break
+		}
+		if i == 3 {
+			return ErrOwnIdentityNotTrusted
+		}
+		if err := c.WaitSync(ctx); err != nil {
+			return err
+		}
 	}
 	master, err := keys.ParseEd25519PublicKey(st.MasterKey)
 	if err != nil {
