@@ -16,6 +16,27 @@ import (
 // MaxBundleSize bounds a downloaded room-key bundle (ciphertext bytes).
 const MaxBundleSize = 16 << 20
 
+// MaxBundleKeys bounds the sessions imported from one room-key bundle.
+const MaxBundleKeys = 20000
+
+// parseBundle decodes a decrypted room-key bundle (size-bounded by
+// MaxBundleSize before decryption).
+func parseBundle(plain []byte) ([]ExportedRoomKey, error) {
+	if len(plain) > MaxBundleSize {
+		return nil, errors.New("e2ee: room-key bundle too large")
+	}
+	var b struct {
+		RoomKeys []ExportedRoomKey `json:"room_keys"`
+	}
+	if err := json.Unmarshal(plain, &b); err != nil {
+		return nil, fmt.Errorf("e2ee: room-key bundle: %w", err)
+	}
+	if len(b.RoomKeys) > MaxBundleKeys {
+		return nil, fmt.Errorf("e2ee: room-key bundle of %d sessions, more than %d", len(b.RoomKeys), MaxBundleKeys)
+	}
+	return b.RoomKeys, nil
+}
+
 // MaxPendingBundles bounds the bundles stored but not yet imported.
 const MaxPendingBundles = 256
 
@@ -135,14 +156,12 @@ func (m *Machine) ImportRoomKeyBundle(ctx context.Context, room, inviter string,
 		res.reject(code, inviter, "", err)
 		return 0, res, fmt.Errorf("e2ee: room-key bundle: %w", err)
 	}
-	var b struct {
-		RoomKeys []ExportedRoomKey `json:"room_keys"`
-	}
-	if err := json.Unmarshal(plain, &b); err != nil {
+	roomKeys, err := parseBundle(plain)
+	if err != nil {
 		res.reject(RejectMalformed, inviter, "", err)
-		return 0, res, fmt.Errorf("e2ee: room-key bundle: %w", err)
+		return 0, res, err
 	}
-	for _, k := range b.RoomKeys {
+	for _, k := range roomKeys {
 		if k.RoomID != room {
 			res.reject(RejectRoomKeyInvalid, inviter, "", fmt.Errorf("e2ee: room-key bundle for %s carries a key of another room", room))
 			continue

@@ -41,6 +41,14 @@
 //     Machine.SendEncryptedToDevice sends an Olm-encrypted to-device event;
 //     Machine.SaveSecret / LoadSecret keep sealed secrets.
 //   - EncryptAttachment / DecryptAttachment handle encrypted media.
+//   - Room-key bundles (MSC4268, history sharing): before inviting, call
+//     Machine.BuildRoomKeyBundle, upload the ciphertext, set the file's URL
+//     and call Machine.ShareRoomKeyBundle. On the invitee's side, after the
+//     user accepted an invite from inviter, Machine.RoomKeyBundle gives the
+//     file to download and Machine.ImportRoomKeyBundle imports it
+//     (Provenance.SharedBy names the inviter).
+//   - Provenance.Timestamp flags an origin_server_ts that does not fit the
+//     session's other events (informational: the server sets it).
 //
 // # Trust
 //
