@@ -728,13 +728,22 @@ func (m *Machine) claimDone(ctx context.Context, ch *Changes, res *Result, req *
 	}
 	// Messages that waited for a session with these devices (m.dummy,
 	// forwarded keys, SendEncryptedToDevice), persisted with the claim.
+	held, err := m.store.List(ctx, KindPendingSend, "")
+	if err != nil || len(held) == 0 {
+		return err
+	}
+	heldFor := map[string]bool{}
+	for _, h := range held {
+		curve, _, _ := strings.Cut(h.Key, "|")
+		heldFor[curve] = true
+	}
 	for _, ud := range meta.Devices {
 		user, dev, _ := strings.Cut(ud, "|")
 		u, err := m.loadUser(ctx, user)
 		if err != nil {
 			return err
 		}
-		if d := u.Devices[dev]; d.usable() {
+		if d := u.Devices[dev]; d.usable() && heldFor[d.Curve25519] {
 			if err := m.flushHeld(ctx, ch, olmTarget{user, d}); err != nil {
 				return err
 			}
