@@ -164,6 +164,18 @@ func TestB3RequestIDsDeduplicated(t *testing.T) {
 	if n := count(); n != 2 {
 		t.Fatalf("%d secret requests passed on, want 2 (s1 once, s2)", n)
 	}
+	// A device that is not cross-signed is not remembered: once it is, it
+	// may repeat its request_id.
+	unsigned := s.newAttacker(a.user, "ALICE_U", false)
+	a.sync()
+	a.flush()
+	before := count()
+	uc, _ := json.Marshal(map[string]any{"action": "request", "requesting_device_id": unsigned.device, "request_id": "u1", "name": "m.megolm_backup.v1"})
+	s.deliver(a, e2ee.ToDeviceEvent{Type: "m.secret.request", Sender: a.user, Content: uc}, e2ee.ToDeviceEvent{Type: "m.secret.request", Sender: a.user, Content: uc})
+	a.sync()
+	if n := count() - before; n != 2 {
+		t.Fatalf("%d requests of a device that is not cross-signed passed on, want 2 (not remembered)", n)
+	}
 	// Bounded: the table per device keeps at most MaxSeenRequestsPerDevice.
 	for i := range e2ee.MaxSeenRequestsPerDevice + 10 {
 		s.advance(time.Second)

@@ -972,8 +972,8 @@ func (m *Machine) secretRequestReceive(ctx context.Context, res *Result, sender 
 
 // dedupSecretRequest passes td (an m.secret.request) to the application
 // unless it repeats a request of the same device already passed on. Only
-// requests from our own user's listed devices are remembered (the only ones
-// that can be answered), so other senders cannot fill the table.
+// requests from our own user's cross-signed devices are remembered (the
+// only ones that can be answered), so other senders cannot fill the table.
 func (m *Machine) dedupSecretRequest(ctx context.Context, ch *Changes, res *Result, sender string, td DecryptedToDevice) error {
 	var c struct {
 		Action    string `json:"action"`
@@ -985,7 +985,10 @@ func (m *Machine) dedupSecretRequest(ctx context.Context, ch *Changes, res *Resu
 		if err != nil {
 			return err
 		}
-		if u.Devices[c.Requester] != nil {
+		// Only requests that can be answered (our cross-signed devices) are
+		// remembered: a device that asks before it is cross-signed may ask
+		// again with the same request_id once it is.
+		if t := m.trustOf(u, u.Devices[c.Requester]); u.Devices[c.Requester] != nil && (t == TrustVerifiedIdentity || t == TrustCrossSignedPinned) {
 			dup, err := m.seenRequest(ctx, ch, td.Type, sender, c.Requester, c.RequestID)
 			if err != nil {
 				return err
