@@ -493,25 +493,39 @@ func (c *Client) RecoverWithKey(ctx context.Context, recoveryKey string) (*Recov
 		return nil, err
 	}
 	out.Refused = restored.Refused
-	imp := make([]e2ee.ExportedRoomKey, 0, len(restored.Sessions))
+	// Authenticated entries (MSC4048 MAC under our backup key) were written
+	// by our own devices and keep the sender's provenance; the others are
+	// imported as "from backup, no authenticity".
+	var authed, unauthed []e2ee.ExportedRoomKey
 	for _, s := range restored.Sessions {
-		if s.Authenticated() {
-			out.Authenticated++
-		}
-		imp = append(imp, e2ee.ExportedRoomKey{Algorithm: recovery.MegolmAlgorithm, RoomID: s.RoomID.String(),
+		k := e2ee.ExportedRoomKey{Algorithm: recovery.MegolmAlgorithm, RoomID: s.RoomID.String(),
 			SenderKey: s.SenderKey.String(), SessionID: s.SessionID, SessionKey: s.SessionKey.String(),
 			SenderClaimedKeys: map[string]string{"ed25519": s.SenderClaimedEd25519.String()},
-			ForwardingChain:   s.ForwardingChain})
+			ForwardingChain:   s.ForwardingChain}
+		if s.Authenticated() {
+			out.Authenticated++
+			authed = append(authed, k)
+		} else {
+			unauthed = append(unauthed, k)
+		}
 	}
 	if err := c.addRestoredIDs(ctx, restored.Sessions); err != nil {
 		return nil, err
 	}
-	n, res, err := c.m.ImportRoomKeys(ctx, imp)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+	for _, batch := range []struct {
+		keys []e2ee.ExportedRoomKey
+		imp  func(context.Context, []e2ee.ExportedRoomKey) (int, *e2ee.Result, error)
+	}{{authed, c.m.ImportAuthenticatedBackupKeys}, {unauthed, c.m.ImportRoomKeys}} {
+		if len(batch.keys) == 0 {
+			continue
+		}
+		n, res, err := batch.imp(ctx, batch.keys)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c.deliverResult(ctx, res)
+		out.Restored += n
 	}
-	c.deliverResult(ctx, res)
-	out.Restored = n
 	c.retryPending(ctx)
 	return out, nil
 }

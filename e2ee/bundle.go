@@ -166,7 +166,7 @@ func (m *Machine) ImportRoomKeyBundle(ctx context.Context, room, inviter string,
 			res.reject(RejectRoomKeyInvalid, inviter, "", fmt.Errorf("e2ee: room-key bundle for %s carries a key of another room", room))
 			continue
 		}
-		ok, err := m.importOne(ctx, res, k, inviter)
+		ok, err := m.importOne(ctx, res, k, inviter, false)
 		if err != nil {
 			m.abort(ctx)
 			return imported, res, err

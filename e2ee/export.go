@@ -58,11 +58,28 @@ func (m *Machine) ExportRoomKeys(ctx context.Context) ([]ExportedRoomKey, error)
 // earlier (then only the ratchet is merged, B5). The sender must be a device
 // we know (so that the session owner check on decryption has a user).
 func (m *Machine) ImportRoomKeys(ctx context.Context, keys []ExportedRoomKey) (imported int, res *Result, err error) {
+	return m.importKeys(ctx, keys, false)
+}
+
+// ImportAuthenticatedBackupKeys imports sessions restored from our own key
+// backup whose entries carried a valid authenticated MAC (MSC4048, checked by
+// e2ee/recovery under the backup private key, which the server does not
+// have). Such an entry was written by one of our own devices from a session it
+// received over Olm, so the session keeps its original provenance: decryption
+// rates it by the sender device's trust, as if the m.room_key had arrived
+// here. An entry with a forwarding chain was itself a forward and stays
+// TrustForwardedOrBackup. Pass only entries that recovery reported as
+// authenticated; everything else goes through [Machine.ImportRoomKeys].
+func (m *Machine) ImportAuthenticatedBackupKeys(ctx context.Context, keys []ExportedRoomKey) (imported int, res *Result, err error) {
+	return m.importKeys(ctx, keys, true)
+}
+
+func (m *Machine) importKeys(ctx context.Context, keys []ExportedRoomKey, authenticated bool) (imported int, res *Result, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	res = &Result{}
 	for _, k := range keys {
-		ok, err := m.importOne(ctx, res, k, "")
+		ok, err := m.importOne(ctx, res, k, "", authenticated && len(k.ForwardingChain) == 0)
 		if err != nil {
 			m.abort(ctx)
 			return imported, res, err
@@ -76,7 +93,10 @@ func (m *Machine) ImportRoomKeys(ctx context.Context, keys []ExportedRoomKey) (i
 
 // importOne imports one session; bundleFrom names the user whose room-key
 // bundle carried it ("" for exports and backups).
-func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey, bundleFrom string) (bool, error) {
+//
+// authenticated marks a session from an authenticated entry of our own
+// backup: it keeps the original sender's provenance (no FromBackup flag).
+func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey, bundleFrom string, authenticated bool) (bool, error) {
 	if k.Algorithm != crosssign.AlgorithmMegolm {
 		res.reject(RejectRoomKeyInvalid, "", "", fmt.Errorf("e2ee: import: algorithm %q", k.Algorithm))
 		return false, nil
@@ -127,7 +147,7 @@ func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey,
 			return false, nil
 		}
 		if err := m.putInbound(ch, &inboundSession{SessionID: k.SessionID, RoomID: k.RoomID, SenderUser: u.UserID,
-			SenderDevice: d.DeviceID, SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, FromBackup: true,
+			SenderDevice: d.DeviceID, SenderCurve: d.Curve25519, SenderEd25519: d.Ed25519, FromBackup: !authenticated || bundleFrom != "",
 			BundleFrom: bundleFrom, Received: m.now().UnixMilli(), s: in}); err != nil {
 			return false, err
 		}

@@ -1,6 +1,7 @@
 package e2ee_test
 
 import (
+	"strings"
 	"testing"
 
 	"myelin/crypto/megolm"
@@ -42,5 +43,49 @@ func TestExportImportRoomKeys(t *testing.T) {
 	}
 	if d := a.mustDecrypt(room, e, "kept"); d.Provenance.Trust != e2ee.TrustCrossSignedPinned {
 		t.Fatalf("binding changed by an import: %s", d.Provenance.Trust)
+	}
+}
+
+// Issue 6: sessions from authenticated entries of our own backup keep the
+// original sender's provenance; unauthenticated entries, and authenticated
+// entries that were themselves forwards, do not.
+func TestImportAuthenticatedBackupKeepsProvenance(t *testing.T) {
+	s, a, b, room := setup(t)
+	e := b.send(room, "from backup")
+	a.sync()
+	a.mustDecrypt(room, e, "from backup")
+	exp, err := a.m.ExportRoomKeys(ctx)
+	if err != nil || len(exp) == 0 {
+		t.Fatalf("export: %v (%d)", err, len(exp))
+	}
+	for _, tc := range []struct {
+		name          string
+		authenticated bool
+		chain         []string
+		want          e2ee.Trust
+	}{
+		{"authenticated", true, nil, e2ee.TrustCrossSignedPinned},
+		{"unauthenticated", false, nil, e2ee.TrustForwardedOrBackup},
+		{"authenticated forward", true, []string{"someone"}, e2ee.TrustForwardedOrBackup},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fresh := s.newClient(a.user, "ALICE_"+strings.ReplaceAll(tc.name, " ", "_"), e2ee.StrictPolicy())
+			fresh.sync(roomState(room, a.user, b.user))
+			fresh.flush()
+			keys := append([]e2ee.ExportedRoomKey(nil), exp...)
+			for i := range keys {
+				keys[i].ForwardingChain = tc.chain
+			}
+			imp := fresh.m.ImportRoomKeys
+			if tc.authenticated {
+				imp = fresh.m.ImportAuthenticatedBackupKeys
+			}
+			if n, res, err := imp(ctx, keys); err != nil || n != len(keys) {
+				t.Fatalf("import: %d, %v, %+v", n, err, res.Rejected)
+			}
+			if d := fresh.mustDecrypt(room, e, "from backup"); d.Provenance.Trust != tc.want {
+				t.Fatalf("trust = %s, want %s", d.Provenance.Trust, tc.want)
+			}
+		})
 	}
 }

@@ -134,11 +134,10 @@ func TestRecoveryBootstrapAndRestore(t *testing.T) {
 		if ev.Provenance.SenderUser != from.UserID() || ev.Provenance.SenderDevice != from.DeviceID() {
 			t.Errorf("%q: provenance %+v, want %s/%s", b, ev.Provenance, from.UserID(), from.DeviceID())
 		}
-		// The machine marks every imported session as forwarded/backup
-		// (ImportRoomKeys has no way yet to carry the MSC4048-authenticated
-		// provenance): never shown as verified.
-		if ev.Provenance.Trust == e2ee.TrustVerifiedIdentity || ev.Provenance.Trust == e2ee.TrustCrossSignedPinned {
-			t.Errorf("%q: restored session shown with trust %v", b, ev.Provenance.Trust)
+		// Every entry carried our MSC4048 MAC, so the restored sessions keep
+		// their original provenance: the senders' cross-signed devices.
+		if ev.Provenance.Trust != e2ee.TrustVerifiedIdentity && ev.Provenance.Trust != e2ee.TrustCrossSignedPinned {
+			t.Errorf("%q: authenticated backup entry shown with trust %v", b, ev.Provenance.Trust)
 		}
 		t.Logf("%q from backup: trust=%v sender=%s/%s", b, ev.Provenance.Trust, ev.Provenance.SenderUser, ev.Provenance.SenderDevice)
 		delete(want, b)
