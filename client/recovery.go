@@ -166,6 +166,11 @@ func (c *Client) BootstrapRecovery(ctx context.Context) (recoveryKey string, err
 	if err != nil {
 		return "", fmt.Errorf("client: sign backup auth_data: %w", err)
 	}
+	// And by this device, so that our other devices can trust the version
+	// through it too (issue 6: signed by our master key and device).
+	if authData, err = c.m.SignBackupAuthData(authData); err != nil {
+		return "", fmt.Errorf("client: %w", err)
+	}
 	body, _ := json.Marshal(map[string]any{"algorithm": backup.Algorithm, "auth_data": json.RawMessage(authData)})
 	if _, err := c.http.CreateBackupVersion(ctx, body); err != nil {
 		return "", err

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 
+	"myelin/canonicaljson"
 	"myelin/crypto/crosssign"
 	"myelin/crypto/megolm"
+	"myelin/keys"
+	"myelin/signing"
 )
 
 // ExportedRoomKey is one session in the key-export / backup format
@@ -156,4 +159,32 @@ func (m *Machine) importOne(ctx context.Context, res *Result, k ExportedRoomKey,
 		return false, err
 	}
 	return true, nil
+}
+
+// SignBackupAuthData adds this device's signature (ed25519:<device ID>) to a
+// key-backup version's auth_data, keeping the signatures already there (our
+// master key's). Other devices of ours trust a backup version only when
+// auth_data carries a valid signature from our master key or one of our own
+// cross-signed devices (e2ee/recovery), so both are added at creation. The
+// object must have exactly the auth_data shape of
+// m.megolm_backup.v1.curve25519-aes-sha2 (public_key and signatures), so that
+// the device key signs nothing else through this method.
+func (m *Machine) SignBackupAuthData(authData []byte) ([]byte, error) {
+	fields, err := canonicaljson.ParseObject(authData)
+	if err != nil {
+		return nil, fmt.Errorf("e2ee: sign backup auth_data: %w", err)
+	}
+	for k := range fields {
+		if k != "public_key" && k != "signatures" {
+			return nil, fmt.Errorf("e2ee: sign backup auth_data: unexpected field %q", k)
+		}
+	}
+	if pk, ok := fields["public_key"].(string); !ok {
+		return nil, errors.New("e2ee: sign backup auth_data: no public_key")
+	} else if _, err := keys.ParseCurve25519PublicKey(pk); err != nil {
+		return nil, fmt.Errorf("e2ee: sign backup auth_data: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return signing.SignFields(fields, m.user.String(), signing.Ed25519+":"+m.device.String(), m.acct)
 }

@@ -6,6 +6,7 @@ import (
 
 	"myelin/crypto/megolm"
 	"myelin/e2ee"
+	"myelin/signing"
 )
 
 func TestExportImportRoomKeys(t *testing.T) {
@@ -87,5 +88,32 @@ func TestImportAuthenticatedBackupKeepsProvenance(t *testing.T) {
 				t.Fatalf("trust = %s, want %s", d.Provenance.Trust, tc.want)
 			}
 		})
+	}
+}
+
+func TestSignBackupAuthData(t *testing.T) {
+	_, a, _, _ := setup(t)
+	_, ed := a.m.IdentityKeys()
+	pub := "XJFPDyg19iEXrUo/5ORDGaYSBfWwRhtB2lWV97tI7yg"
+	signed, err := a.m.SignBackupAuthData([]byte(`{"public_key":"` + pub + `","signatures":{"@x:hs":{"ed25519:K":"c2ln"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signing.Verify(signed, a.user, "ed25519:"+a.device, ed); err != nil {
+		t.Fatalf("device signature: %v", err)
+	}
+	if !strings.Contains(string(signed), `"ed25519:K":"c2ln"`) {
+		t.Fatal("existing signature dropped")
+	}
+	// The device key signs only auth_data-shaped objects.
+	for _, bad := range []string{
+		`{"public_key":"` + pub + `","user_id":"@alice:hs"}`,
+		`{"keys":{"ed25519:X":"` + pub + `"}}`,
+		`{"public_key":"not a key"}`,
+		`{}`,
+	} {
+		if _, err := a.m.SignBackupAuthData([]byte(bad)); err == nil {
+			t.Errorf("signed %s", bad)
+		}
 	}
 }

@@ -196,7 +196,7 @@ func Verify(obj []byte, signer, keyID string, pk keys.Ed25519PublicKey) error {
 // Sign signs obj as signer under keyID ("ed25519:<id>") with sk and returns
 // the object, canonically encoded, with the new signature merged into any
 // existing ones. "unsigned" is kept and not covered by the signature.
-func Sign(obj []byte, signer, keyID string, sk *keys.Ed25519SecretKey) ([]byte, error) {
+func Sign(obj []byte, signer, keyID string, sk Signer) ([]byte, error) {
 	fields, err := canonicaljson.ParseObject(obj)
 	if err != nil {
 		return nil, fmt.Errorf("signing: sign: %w: %w", ErrInvalidObject, err)
@@ -204,9 +204,15 @@ func Sign(obj []byte, signer, keyID string, sk *keys.Ed25519SecretKey) ([]byte, 
 	return SignFields(fields, signer, keyID, sk)
 }
 
+// Signer makes Ed25519 signatures: a *keys.Ed25519SecretKey, or an Olm
+// account (whose device key stays inside it).
+type Signer interface {
+	Sign(msg []byte) keys.Ed25519Signature
+}
+
 // SignFields is [Sign] for an already decoded object (as from
 // canonicaljson.ParseObject). fields gains the signature.
-func SignFields(fields map[string]any, signer, keyID string, sk *keys.Ed25519SecretKey) ([]byte, error) {
+func SignFields(fields map[string]any, signer, keyID string, sk Signer) ([]byte, error) {
 	if keyID == Ed25519+":" || !strings.HasPrefix(keyID, Ed25519+":") {
 		return nil, fmt.Errorf("signing: sign: %w", ErrInvalidKeyID)
 	}

@@ -274,10 +274,12 @@ func TestSASWithMautrixOverMyelind(t *testing.T) {
 			if p.cb.cancelled != nil {
 				t.Fatalf("mautrix cancelled: %s %s", *p.cb.cancelled, p.cb.reason)
 			}
-			st, err := p.alice.Machine().Identity(ctx, p.bob.UserID.String())
-			if err != nil || !st.Verified {
-				t.Errorf("myelin does not show bob's identity as verified: %+v %v", st, err)
-			}
+			// The signature upload makes myelin re-query bob's keys; the
+			// identity shows as verified once that query has come back.
+			waitCond(t, "bob's identity verified in myelin", func() bool {
+				st, err := p.alice.Machine().Identity(ctx, p.bob.UserID.String())
+				return err == nil && st.Verified
+			})
 			t.Logf("SAS %v over myelind; myelin verified %s", su.SAS.Decimal, o.MasterKey.PublicKey())
 		})
 	}
