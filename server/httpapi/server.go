@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -192,7 +193,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: cfg.Store, notifier: cfg.Notifier, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand,
 		rt: &router{}, uia: newUIAStore(), limiter: newLimiter(cfg.Now), typing: newTypingStore(),
-		hashSem: make(chan struct{}, 4), quit: make(chan struct{}), lastSeen: map[Session]time.Time{},
+		hashSem: make(chan struct{}, hashConcurrency()), quit: make(chan struct{}), lastSeen: map[Session]time.Time{},
 	}
 	s.cache.rooms = map[string]*cachedRoom{}
 	s.cache.vers = map[string]rooms.RoomVersion{}
@@ -630,3 +631,9 @@ func (l *limiter) allow(key string, lim RateLimit) (time.Duration, bool) {
 	}
 	return time.Duration((1 - b.tokens) / lim.Rate * float64(time.Second)), false
 }
+
+// hashConcurrency is how many argon2id computations run at once: one per
+// CPU. Hashing is CPU-bound, so more would not finish sooner, and each holds
+// 19 MiB, which the garbage collector lets the heap double: with 4 at once
+// on a 2-core machine, registration set the server's peak memory.
+func hashConcurrency() int { return max(1, runtime.GOMAXPROCS(0)) }
