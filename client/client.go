@@ -131,9 +131,14 @@ type Client struct {
 	// toDeviceHook receives the to-device events the e2ee machine did not
 	// consume (verification, verify.go); nil drops them.
 	toDeviceHook func(context.Context, e2ee.DecryptedToDevice)
-	verifier     *Verifier
-	backup       backupState    // recovery.go
-	sharing      *secretSharing // recovery_sharing.go
+	// roomHook receives every timeline event that decrypted (or was
+	// plaintext where allowed) before it is delivered: in-room
+	// verification events for the verifier.
+	roomHook func(context.Context, Event)
+
+	verifier *Verifier
+	backup   backupState    // recovery.go
+	sharing  *secretSharing // recovery_sharing.go
 }
 
 // maxPending bounds the undecryptable events kept for retry.
@@ -616,6 +621,14 @@ func (c *Client) deliverResult(ctx context.Context, res *e2ee.Result) {
 }
 
 func (c *Client) deliver(ctx context.Context, ev Event) {
+	if ev.Err == nil && ev.Alert == nil && !ev.Invite && ev.Event.Type != "" {
+		c.mu.Lock()
+		hook := c.roomHook
+		c.mu.Unlock()
+		if hook != nil {
+			hook(ctx, ev)
+		}
+	}
 	if c.opts.OnEvent != nil {
 		c.opts.OnEvent(ev)
 		return

@@ -37,9 +37,10 @@ type VerificationUpdate struct {
 	Cancelled *verification.Cancellation
 }
 
-// Verifier runs this device's to-device SAS verifications
-// (m.key.verification.* sent unencrypted, as Element does). It is fed by the
-// sync loop; the keys it verifies are those of the e2ee machine's pinned
+// Verifier runs this device's SAS verifications, to-device
+// (m.key.verification.* sent unencrypted, as Element does) and in-room
+// (room events related to the request, encrypted in encrypted rooms; see
+// Verifier.RequestInRoom). It is fed by the sync loop; the keys it verifies are those of the e2ee machine's pinned
 // identity and of the device list from /keys/query, fixed when a flow starts.
 // On success it signs what the flow proved: our other device with our
 // self-signing key, another user's master key with our user-signing key, and
@@ -56,6 +57,9 @@ type Verifier struct {
 	mu    sync.Mutex
 	m     *verification.Machine
 	keys  map[string]*queriedKeys // user -> keys/query answer
+	// peers: in-room flow (request event ID) -> the other user, for
+	// fetching their keys before Accept (an in-room FlowRef names no user).
+	peers map[string]id.UserID
 }
 
 type queriedKeys struct {
@@ -89,7 +93,7 @@ func (c *Client) Verifier(ctx context.Context) (*Verifier, error) {
 		own.MasterKey = sk.Master.PublicKey()
 		sk.Wipe()
 	}
-	v = &Verifier{c: c, updates: make(chan VerificationUpdate, 64), keys: map[string]*queriedKeys{}}
+	v = &Verifier{c: c, updates: make(chan VerificationUpdate, 64), keys: map[string]*queriedKeys{}, peers: map[string]id.UserID{}}
 	m, err := verification.NewMachine(verification.Config{Own: own, Rand: c.rand(), Lookup: v.lookup})
 	if err != nil {
 		return nil, err
@@ -101,6 +105,7 @@ func (c *Client) Verifier(ctx context.Context) (*Verifier, error) {
 	} else {
 		c.verifier = v
 		c.toDeviceHook = c.dispatchToDevice
+		c.roomHook = v.onRoomEvent
 	}
 	c.mu.Unlock()
 	return v, nil
@@ -264,6 +269,13 @@ func (v *Verifier) report(ctx context.Context, res verification.Result) {
 	if res.Flow.ID == "" {
 		return
 	}
+	if res.Request != nil && res.Flow.Transport == verification.InRoom {
+		v.mu.Lock()
+		if len(v.peers) < maxInRoomPeers {
+			v.peers[res.Flow.ID] = res.Request.From.User
+		}
+		v.mu.Unlock()
+	}
 	u := VerificationUpdate{Flow: res.Flow, State: res.State, Request: res.Request, SAS: res.SAS, Outcome: res.Outcome, Cancelled: res.Cancelled}
 	if res.Outcome != nil {
 		u.SignErr = v.signOutcome(ctx, res.Outcome)
@@ -275,8 +287,13 @@ func (v *Verifier) report(ctx context.Context, res verification.Result) {
 }
 
 func (v *Verifier) send(ctx context.Context, o verification.Outgoing) error {
-	if o.Transport != verification.ToDevice {
-		return errors.New("client: verify: only to-device verification is supported")
+	switch o.Transport {
+	case verification.InRoom:
+		_, err := v.c.SendMessage(ctx, o.Room.String(), o.Type, o.Content)
+		return err
+	case verification.ToDevice:
+	default:
+		return errors.New("client: verify: unknown transport")
 	}
 	per := map[string]json.RawMessage{}
 	for _, d := range o.ToDevices {
@@ -386,7 +403,13 @@ func (v *Verifier) RequestToDevice(ctx context.Context, user string, devices []s
 
 // Accept answers a received request with ready.
 func (v *Verifier) Accept(ctx context.Context, f verification.FlowRef) error {
-	if err := v.fetch(ctx, f.User.String()); err != nil {
+	user := f.User
+	if f.Transport == verification.InRoom {
+		v.mu.Lock()
+		user = v.peers[f.ID]
+		v.mu.Unlock()
+	}
+	if err := v.fetch(ctx, user.String()); err != nil {
 		return err
 	}
 	return v.act(ctx, f, v.m.Accept)
