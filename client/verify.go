@@ -59,7 +59,7 @@ type Verifier struct {
 	keys  map[string]*queriedKeys // user -> keys/query answer
 	// peers: in-room flow (request event ID) -> the other user, for
 	// fetching their keys before Accept (an in-room FlowRef names no user).
-	peers map[string]id.UserID
+	peers map[string]inRoomPeer
 }
 
 type queriedKeys struct {
@@ -93,7 +93,7 @@ func (c *Client) Verifier(ctx context.Context) (*Verifier, error) {
 		own.MasterKey = sk.Master.PublicKey()
 		sk.Wipe()
 	}
-	v = &Verifier{c: c, updates: make(chan VerificationUpdate, 64), keys: map[string]*queriedKeys{}, peers: map[string]id.UserID{}}
+	v = &Verifier{c: c, updates: make(chan VerificationUpdate, 64), keys: map[string]*queriedKeys{}, peers: map[string]inRoomPeer{}}
 	m, err := verification.NewMachine(verification.Config{Own: own, Rand: c.rand(), Lookup: v.lookup})
 	if err != nil {
 		return nil, err
@@ -271,9 +271,7 @@ func (v *Verifier) report(ctx context.Context, res verification.Result) {
 	}
 	if res.Request != nil && res.Flow.Transport == verification.InRoom {
 		v.mu.Lock()
-		if len(v.peers) < maxInRoomPeers {
-			v.peers[res.Flow.ID] = res.Request.From.User
-		}
+		v.rememberPeer(res.Flow, res.Request.From.User)
 		v.mu.Unlock()
 	}
 	u := VerificationUpdate{Flow: res.Flow, State: res.State, Request: res.Request, SAS: res.SAS, Outcome: res.Outcome, Cancelled: res.Cancelled}
@@ -406,7 +404,7 @@ func (v *Verifier) Accept(ctx context.Context, f verification.FlowRef) error {
 	user := f.User
 	if f.Transport == verification.InRoom {
 		v.mu.Lock()
-		user = v.peers[f.ID]
+		user = v.peers[f.ID].user
 		v.mu.Unlock()
 	}
 	if err := v.fetch(ctx, user.String()); err != nil {

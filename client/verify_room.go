@@ -48,8 +48,8 @@ func (v *Verifier) RequestInRoom(ctx context.Context, roomID, user string) (veri
 	}
 	v.mu.Lock()
 	ref, err := v.m.RequestSentInRoom(v.now(), rid, uid, eid)
-	if err == nil && len(v.peers) < maxInRoomPeers {
-		v.peers[ref.ID] = uid
+	if err == nil {
+		v.rememberPeer(ref, uid)
 	}
 	v.mu.Unlock()
 	v.order.Unlock()
@@ -58,6 +58,29 @@ func (v *Verifier) RequestInRoom(ctx context.Context, roomID, user string) (veri
 	}
 	v.report(ctx, verification.Result{Flow: ref, State: verification.Requested})
 	return ref, nil
+}
+
+// inRoomPeer is the room and other user of an in-room flow.
+type inRoomPeer struct {
+	room id.RoomID
+	user id.UserID
+}
+
+// rememberPeer records the other user of an in-room flow (v.mu held),
+// first forgetting those of flows the machine no longer runs when the map
+// is full.
+func (v *Verifier) rememberPeer(ref verification.FlowRef, user id.UserID) {
+	if len(v.peers) >= maxInRoomPeers {
+		for fid, p := range v.peers {
+			st, ok := v.m.State(verification.FlowRef{Transport: verification.InRoom, Room: p.room, ID: fid})
+			if !ok || st == verification.Done || st == verification.Cancelled {
+				delete(v.peers, fid)
+			}
+		}
+	}
+	if len(v.peers) < maxInRoomPeers {
+		v.peers[ref.ID] = inRoomPeer{room: ref.Room, user: user}
+	}
 }
 
 // isRoomVerification reports whether a decrypted room event is part of an
@@ -143,6 +166,9 @@ func (v *Verifier) onRoomEvent(ctx context.Context, ev Event) {
 // withClearRelation returns decrypted content with m.relates_to replaced by
 // the encrypted event's cleartext one (removed when there is none).
 func withClearRelation(decrypted, wire json.RawMessage) (json.RawMessage, error) {
+	if len(decrypted) > verification.MaxContentSize || len(wire) > 4*verification.MaxContentSize {
+		return nil, verification.ErrInvalidMessage
+	}
 	var c map[string]json.RawMessage
 	if err := json.Unmarshal(decrypted, &c); err != nil {
 		return nil, err
