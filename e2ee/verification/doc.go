@@ -52,7 +52,10 @@
 //     Outcome holds only keys whose MAC verified, with the pinned public key.
 //   - Every message must come from the user (and, where known, the device) the
 //     flow is with, in order; anything else cancels (m.user_mismatch,
-//     m.unexpected_message). done before a verified MAC cancels.
+//     m.unexpected_message), except that in a room an event from a third
+//     member is ignored (it is not part of the flow, and cancelling would let
+//     any member abort others' verifications). done before a verified MAC
+//     cancels.
 //   - curve25519-hkdf-sha256, sha256 and hkdf-hmac-sha256.v2 only; the legacy
 //     hkdf-hmac-sha256 MAC only with [Options.AllowLegacyMAC] and only when the
 //     peer offers nothing better. The accepter's commitment is checked.

@@ -241,6 +241,13 @@ func (f *flow) checkSender(in Incoming, c *content) (Result, bool) {
 		return Result{}, false
 	}
 	if in.Sender != f.their.User {
+		if in.Transport == InRoom {
+			// Any member of the room can post an event that relates to
+			// our request. It is not part of this flow: ignore it rather
+			// than cancel, or every member could abort others'
+			// verifications.
+			return Result{}, false
+		}
 		return f.cancel(CancelUserMismatch, ErrSenderMismatch), false
 	}
 	from, err := id.ParseDeviceID(c.FromDevice)
