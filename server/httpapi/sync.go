@@ -155,12 +155,12 @@ func (s *Server) buildSync(ctx context.Context, sess Session, f *api.Filter, sin
 	// Rooms the user is joined to, to find rooms with new events cheaply.
 	var joinedIDs []string
 	for _, m := range ms {
-		if m.Membership == rooms.MembershipJoin {
+		if m.Membership == rooms.MembershipJoin && f.Room.AllowsRoom(m.RoomID) && m.Pos <= upto {
 			joinedIDs = append(joinedIDs, m.RoomID)
 		}
 	}
 	var active, receipts map[string]bool
-	if !initial && !fullState {
+	if !initial && !fullState && len(joinedIDs) > 0 {
 		if active, err = s.store.RoomsWithEvents(ctx, joinedIDs, from.Pos, upto); err != nil {
 			return nil, false, err
 		}

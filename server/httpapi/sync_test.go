@@ -182,3 +182,58 @@ func TestSyncFiltersAndLazyLoading(t *testing.T) {
 	}
 	ts.must(400, "GET", "/_matrix/client/v3/sync?filter=12345", a.token, nil)
 }
+
+// TestSyncTokenRevoked checks that an access token that has been used for
+// /sync (and could sit in any lookup cache) stops working at once after
+// logout and after its device is deleted.
+func TestSyncTokenRevoked(t *testing.T) {
+	ts := startServer(t, nil)
+	a := ts.register("alice")
+	login := func() user {
+		r := ts.must(200, "POST", "/_matrix/client/v3/login", "", map[string]any{"type": "m.login.password", "user": "alice", "password": "pw-alice"})
+		return user{id: a.id, token: r.str("access_token"), device: r.str("device_id")}
+	}
+	for _, c := range []struct {
+		name   string
+		revoke func(u user)
+	}{
+		{"logout", func(u user) { ts.must(200, "POST", "/_matrix/client/v3/logout", u.token, nil) }},
+		{"device deleted", func(u user) {
+			r := ts.must(401, "DELETE", "/_matrix/client/v3/devices/"+u.device, a.token, map[string]any{})
+			ts.must(200, "DELETE", "/_matrix/client/v3/devices/"+u.device, a.token, map[string]any{"auth": map[string]any{
+				"type": "m.login.password", "session": r.str("session"), "identifier": map[string]any{"type": "m.id.user", "user": a.id}, "password": "pw-alice"}})
+		}},
+	} {
+		u := login()
+		since := ts.sync(u, "").str("next_batch")
+		ts.sync(u, "since="+since)
+		c.revoke(u)
+		if r := ts.do("GET", "/_matrix/client/v3/sync?since="+since, u.token, nil); r.status != 401 || r.errcode() != "M_UNKNOWN_TOKEN" {
+			t.Errorf("%s: revoked token still syncs: %d %s", c.name, r.status, r.raw)
+		}
+	}
+}
+
+// TestSyncStreamsMoveIndependently checks that an incremental sync reports
+// account data and device-list changes made after its token, whichever
+// stream woke it, and does not repeat them on the next sync.
+func TestSyncStreamsMoveIndependently(t *testing.T) {
+	ts := startServer(t, nil)
+	a, b := ts.register("alice"), ts.register("bob")
+	room := ts.createRoom(a, map[string]any{"preset": "private_chat", "invite": []string{b.id}})
+	ts.join(b, room)
+	since := ts.sync(a, "").str("next_batch")
+	ts.must(200, "PUT", "/_matrix/client/v3/user/"+esc(a.id)+"/account_data/m.test", a.token, map[string]any{"x": 1})
+	ts.must(200, "PUT", "/_matrix/client/v3/devices/"+b.device, b.token, map[string]any{"display_name": "renamed"})
+	r := ts.sync(a, "since="+since)
+	if !strings.Contains(string(r.raw), `"m.test"`) {
+		t.Errorf("account data missing: %s", r.raw)
+	}
+	if ch := list(path(r.body, "device_lists", "changed")); !slices.Contains(ch, any(b.id)) {
+		t.Errorf("device-list change missing: %s", r.raw)
+	}
+	r = ts.sync(a, "since="+r.str("next_batch"))
+	if strings.Contains(string(r.raw), `"m.test"`) || len(list(path(r.body, "device_lists", "changed"))) != 0 {
+		t.Errorf("changes repeated: %s", r.raw)
+	}
+}

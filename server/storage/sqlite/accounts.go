@@ -219,6 +219,7 @@ func (s *Store) PutAccountData(ctx context.Context, userID, roomID, typ string, 
 	var pos int64
 	err := s.Write(ctx, func(t *Tx) error {
 		pos = t.NextPos()
+		t.s.hints.noteAccountData(userID, pos)
 		if _, err := t.Exec(`INSERT INTO account_data(user_id, room_id, type, content, stream_pos) VALUES(?,?,?,?,?)
 			ON CONFLICT(user_id, room_id, type) DO UPDATE SET content=excluded.content, stream_pos=excluded.stream_pos`,
 			userID, roomID, typ, string(content), pos); err != nil {
@@ -242,6 +243,9 @@ func (s *Store) AccountData(ctx context.Context, userID, roomID, typ string) (js
 
 // AccountDataRange implements storage.AccountData.
 func (s *Store) AccountDataRange(ctx context.Context, userID string, from, to int64) ([]storage.AccountDataItem, error) {
+	if from >= to || !s.hints.accountDataMoved(userID, from) {
+		return nil, nil
+	}
 	rows, err := s.rq.QueryContext(ctx, `SELECT room_id, type, content, stream_pos FROM account_data
 		WHERE user_id=? AND stream_pos>? AND stream_pos<=? ORDER BY stream_pos`, userID, from, to)
 	if err != nil {

@@ -55,6 +55,8 @@ type Store struct {
 	pos      atomic.Int64 // last committed stream position
 	next     int64        // next position to hand out; writer goroutine only
 
+	hints syncHints // in-memory stream marks and key-state cache for /sync
+
 	hookMu            sync.RWMutex
 	deviceDeleteHooks []func(tx *Tx, userID string, deviceIDs []string) error
 }
@@ -178,6 +180,7 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	s.pos.Store(pos)
 	s.next = pos
+	s.hints.floor = pos
 	go s.writer()
 	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -33,6 +34,7 @@ func (s *Store) deleteE2EEDevices(t *Tx, userID string, deviceIDs []string) erro
 	if err != nil {
 		return err
 	}
+	t.keysWritten()
 	for _, q := range []string{
 		`DELETE FROM e2ee_device_keys WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
 		`DELETE FROM e2ee_otk WHERE user_id=? AND device_id IN (SELECT value FROM json_each(?))`,
@@ -68,6 +70,7 @@ func (s *Store) deleteE2EEDevices(t *Tx, userID string, deviceIDs []string) erro
 
 func recordChange(t *Tx, userID string, selfOnly bool) (storage.DeviceListChange, error) {
 	c := storage.DeviceListChange{UserID: userID, Pos: t.NextPos(), SelfOnly: selfOnly}
+	t.s.hints.noteDeviceList(c.Pos)
 	if _, err := t.Exec(`INSERT INTO e2ee_device_list_changes(stream_pos, user_id, self_only) VALUES(?,?,?)`,
 		c.Pos, userID, boolInt(selfOnly)); err != nil {
 		return c, fmt.Errorf("sqlite: record device-list change: %w", err)
@@ -88,6 +91,7 @@ func (s *Store) UploadKeys(ctx context.Context, u storage.KeyUpload) (map[string
 	var changes []storage.DeviceListChange
 	err := s.Write(ctx, func(t *Tx) error {
 		counts, changes = nil, nil
+		t.keysWritten()
 		if u.DeviceKeys != nil {
 			var old string
 			err := t.QueryRow(`SELECT key_json FROM e2ee_device_keys WHERE user_id=? AND device_id=?`, u.UserID, u.DeviceID).Scan(&old)
@@ -311,6 +315,7 @@ func (s *Store) ClaimKeys(ctx context.Context, claims []storage.KeyClaim) ([]sto
 	var out []storage.ClaimedKey
 	err = s.Write(ctx, func(t *Tx) error {
 		out = out[:0]
+		t.keysWritten()
 		got := make(map[[3]string]bool, len(claims))
 		rows, err := t.Query(`DELETE FROM e2ee_otk WHERE (user_id, device_id, algorithm, seq) IN (
 				SELECT u, d, a, (SELECT MIN(o.seq) FROM e2ee_otk o WHERE o.user_id=u AND o.device_id=d AND o.algorithm=a)
@@ -497,6 +502,9 @@ func (s *Store) PutSignatures(ctx context.Context, sigs []storage.KeySignature) 
 
 // DeviceListChanges implements storage.E2EE.
 func (s *Store) DeviceListChanges(ctx context.Context, from, to int64) ([]storage.DeviceListChange, error) {
+	if from >= to || !s.hints.deviceListsMoved(from) {
+		return nil, nil
+	}
 	rows, err := s.rq.QueryContext(ctx, `SELECT stream_pos, user_id, self_only FROM e2ee_device_list_changes
 		WHERE stream_pos > ? AND stream_pos <= ? ORDER BY stream_pos`, from, to)
 	if err != nil {
@@ -600,6 +608,21 @@ func (s *Store) ToDevice(ctx context.Context, userID, deviceID string, ack int64
 // DeviceSyncState implements storage.E2EE.
 func (s *Store) DeviceSyncState(ctx context.Context, userID, deviceID string, ack int64, limit int) (storage.DeviceSyncState, error) {
 	st := storage.DeviceSyncState{OneTimeKeyCounts: map[string]int{}, UnusedFallbackKeyTypes: []string{}}
+	cached, ok, gen := s.hints.cachedKeys(userID, deviceID)
+	if ok {
+		// Key counts unchanged since cached: read only the to-device queue.
+		cached.copyTo(&st)
+		rows, err := s.rq.QueryContext(ctx, `SELECT 0, id, stream_pos, sender, type, content FROM (
+				SELECT id, stream_pos, sender, type, content FROM e2ee_to_device
+				WHERE user_id=?1 AND device_id=?2 AND id>?3 ORDER BY id LIMIT ?4)
+			UNION ALL SELECT 3, 0, 0, '', '', '' WHERE EXISTS (
+				SELECT 1 FROM e2ee_to_device WHERE user_id=?1 AND device_id=?2 AND id<=?3)`, userID, deviceID, ack, limit)
+		if err != nil {
+			return st, fmt.Errorf("sqlite: device sync state: %w", err)
+		}
+		defer rows.Close()
+		return st, scanDeviceSyncState(rows, &st)
+	}
 	rows, err := s.rq.QueryContext(ctx, `SELECT 0, id, stream_pos, sender, type, content FROM (
 			SELECT id, stream_pos, sender, type, content FROM e2ee_to_device
 			WHERE user_id=?1 AND device_id=?2 AND id>?3 ORDER BY id LIMIT ?4)
@@ -611,12 +634,22 @@ func (s *Store) DeviceSyncState(ctx context.Context, userID, deviceID string, ac
 		return st, fmt.Errorf("sqlite: device sync state: %w", err)
 	}
 	defer rows.Close()
+	if err := scanDeviceSyncState(rows, &st); err != nil {
+		return st, err
+	}
+	s.hints.storeKeys(userID, deviceID, gen, deviceKeyState{otk: maps.Clone(st.OneTimeKeyCounts),
+		fallback: append([]string{}, st.UnusedFallbackKeyTypes...)})
+	return st, nil
+}
+
+// scanDeviceSyncState reads the rows of the DeviceSyncState queries into st.
+func scanDeviceSyncState(rows *sql.Rows, st *storage.DeviceSyncState) error {
 	for rows.Next() {
 		var kind int
 		var e storage.ToDeviceEvent
 		var a, b, c string
 		if err := rows.Scan(&kind, &e.ID, &e.Pos, &a, &b, &c); err != nil {
-			return st, err
+			return err
 		}
 		switch kind {
 		case 0:
@@ -630,7 +663,7 @@ func (s *Store) DeviceSyncState(ctx context.Context, userID, deviceID string, ac
 			st.AckPending = true
 		}
 	}
-	return st, rows.Err()
+	return rows.Err()
 }
 
 // AckToDevice implements storage.E2EE.
