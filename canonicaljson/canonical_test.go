@@ -324,14 +324,20 @@ func checkStable(t *testing.T, in []byte) {
 			if j < 0 {
 				break
 			}
-			if e == `\u00` {
+			switch {
+			case precededByBackslash(c1, i+j):
+				// An escaped backslash followed by the same letters: text.
+			case e == `\u00`:
 				// Allowed only for control characters without a short escape.
+				if i+j+6 > len(c1) {
+					t.Fatalf("truncated escape in %q", c1)
+				}
 				h := c1[i+j+4 : i+j+6]
 				if h[0] > '1' || bytes.Equal(h, []byte("08")) || bytes.Equal(h, []byte("09")) ||
 					bytes.Equal(h, []byte("0a")) || bytes.Equal(h, []byte("0c")) || bytes.Equal(h, []byte("0d")) {
 					t.Fatalf("needless escape %q in %q", h, c1)
 				}
-			} else if !precededByBackslash(c1, i+j) {
+			default:
 				t.Fatalf("needless escape %s in %q", e, c1)
 			}
 			i += j + 1
