@@ -66,4 +66,23 @@
 //   - Flows time out 10 minutes after they began; a received request that is
 //     10 minutes old (or 5 minutes in the future) is ignored, and its prompt
 //     expires 2 minutes after receipt.
+//
+// # Rules and tests
+//
+// Rule IDs are those of docs/threat-model.md; each test fails if its rule is
+// removed (18 checks were verified by removing them).
+//
+//	A2 (device ID = base64 of a fake master key; 2022)  TestA2DeviceIDIsFakeMasterKey
+//	A2 variant: master key swapped mid-flow              TestA2DeviceIDIsFakeMasterKey/master_key_swapped, TestKeyChangedMidFlow
+//	B11 MAC for a key ID that was not pinned             TestMACForUnpinnedKeyID
+//	B11 commitment checked                               TestCommitmentMismatch
+//	B11 per-key MAC and KEY_IDS MAC                      TestMACMismatch
+//	B11 sender is the flow's user and device             TestWrongSender, TestSASInRoomThirdUserIgnored (e2etest)
+//	B11 no legacy-MAC downgrade                          TestLegacyMACDowngradeRefused
+//	B11 no outcome without the user's confirmation       TestNoOutcomeWithoutConfirm, TestDoneBeforeMAC
+//	B11 unexpected/second start, unknown transaction     TestSecondStartAfterAccept, TestUnknownTransaction
+//	B11 timeouts                                         TestTimeout
+//	B11 QR: keys checked, secret once, user confirms     TestQRScanChecksKeys, TestQRReciprocateRules
+//	sign only the verified key                           TestSignRefusals
+//	hostile message at any stage never yields an Outcome FuzzHandle
 package verification
