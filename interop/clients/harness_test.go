@@ -2,12 +2,10 @@ package clients
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,6 +21,8 @@ import (
 
 	"maunium.net/go/mautrix/crypto/goolm"
 	"maunium.net/go/mautrix/crypto/olm"
+
+	"myelin/interop/internal/testenv"
 )
 
 // myelindBin is the myelind binary built once by TestMain.
@@ -141,7 +141,7 @@ func startHomeserver(t *testing.T) *homeserver {
 // /versions. It reports false if the process exited first.
 func launchMyelind(t *testing.T, dir, cfgPath string, attempt int, rec *recorder) (string, bool) {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	logPath := filepath.Join(dir, fmt.Sprintf("myelind-%d.log", attempt))
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -168,7 +168,7 @@ func launchMyelind(t *testing.T, dir, cfgPath string, attempt int, rec *recorder
 		case <-exited:
 			logf.Close()
 			b, _ := os.ReadFile(logPath)
-			t.Logf("myelind exited before answering /versions (attempt %d):\n%s", attempt, tail(b, 4<<10))
+			t.Logf("myelind exited before answering /versions (attempt %d):\n%s", attempt, testenv.Tail(b, 4<<10))
 			return "", false
 		default:
 		}
@@ -190,28 +190,11 @@ func launchMyelind(t *testing.T, dir, cfgPath string, attempt int, rec *recorder
 		if t.Failed() || os.Getenv("CLIENTS_DUMP") != "" {
 			rec.dump(t)
 			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("myelind log (last 8 KiB):\n%s", tail(b, 8<<10))
+				t.Logf("myelind log (last 8 KiB):\n%s", testenv.Tail(b, 8<<10))
 			}
 		}
 	})
 	return direct, true
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 // exchange is one recorded HTTP request and its response.
@@ -332,20 +315,4 @@ func redactToken(uri string) string {
 		return uri[:i] + "access_token=REDACTED" + uri[i+j:]
 	}
 	return uri
-}
-
-// waitFor polls cond until it returns true or the deadline passes.
-func waitFor(ctx context.Context, t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		case <-tick.C:
-		}
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"myelin/interop/internal/testenv"
 )
 
 // startJSSDK starts a matrix-js-sdk driver (rust crypto) for one device.
@@ -133,7 +135,7 @@ func TestJSSDKSecureBackupAndCrossSigning(t *testing.T) {
 	// mautrix learns of erin's cross-signing keys from device_lists.changed
 	// (no explicit fetch) and trusts her device as cross-signed (TOFU).
 	mach := frank.helper.Machine()
-	waitFor(ctx, t, "frank to see erin's device as cross-signed", 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, t, "frank to see erin's device as cross-signed", 30*time.Second, func() bool {
 		devs, _ := mach.CryptoStore.GetDevices(ctx, id.UserID(erin.user()))
 		dev := devs[id.DeviceID(erin.device())]
 		if dev == nil {

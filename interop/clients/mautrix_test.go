@@ -16,6 +16,8 @@ import (
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"myelin/interop/internal/testenv"
 )
 
 // received is a room message seen by a client, after decryption.
@@ -150,7 +152,7 @@ func mxLoginWith(ctx context.Context, t *testing.T, hs *homeserver, localpart, p
 	t.Cleanup(func() {
 		d.stop()
 		if t.Failed() {
-			t.Logf("mautrix log of %s (%s):\n%s", deviceName, cli.DeviceID, tail([]byte(d.logBuf.String()), 16<<10))
+			t.Logf("mautrix log of %s (%s):\n%s", deviceName, cli.DeviceID, testenv.Tail([]byte(d.logBuf.String()), 16<<10))
 		}
 	})
 	return d
@@ -199,7 +201,7 @@ func (d *mxDevice) createEncryptedRoom(ctx context.Context, invite ...string) st
 // waitInvited waits until the device's sync has delivered an invite to room.
 func (d *mxDevice) waitInvited(ctx context.Context, room string) {
 	d.t.Helper()
-	waitFor(ctx, d.t, d.device()+" to see the invite to "+room, 20*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, d.device()+" to see the invite to "+room, 20*time.Second, func() bool {
 		return d.cli.StateStore.IsInvited(ctx, id.RoomID(room), d.cli.UserID)
 	})
 }
@@ -210,7 +212,7 @@ func (d *mxDevice) join(ctx context.Context, room string) {
 		d.t.Fatalf("mautrix: join %s: %v", room, err)
 	}
 	d.waitMember(ctx, room, d.user())
-	waitFor(ctx, d.t, d.device()+" to know "+room+" is encrypted", 20*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, d.device()+" to know "+room+" is encrypted", 20*time.Second, func() bool {
 		enc, _ := d.cli.StateStore.IsEncrypted(ctx, id.RoomID(room))
 		return enc
 	})
@@ -219,7 +221,7 @@ func (d *mxDevice) join(ctx context.Context, room string) {
 // waitMember waits until the device's state store has user joined in room.
 func (d *mxDevice) waitMember(ctx context.Context, room, user string) {
 	d.t.Helper()
-	waitFor(ctx, d.t, d.device()+" to see "+user+" joined in "+room, 20*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, d.device()+" to see "+user+" joined in "+room, 20*time.Second, func() bool {
 		return d.cli.StateStore.IsInRoom(ctx, id.RoomID(room), id.UserID(user))
 	})
 }
@@ -227,7 +229,7 @@ func (d *mxDevice) waitMember(ctx context.Context, room, user string) {
 // waitDevice waits until the device's crypto store knows user's device.
 func (d *mxDevice) waitDevice(ctx context.Context, user, device string) {
 	d.t.Helper()
-	waitFor(ctx, d.t, d.device()+" to learn the keys of "+user+"/"+device, 20*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, d.device()+" to learn the keys of "+user+"/"+device, 20*time.Second, func() bool {
 		devs, _ := d.helper.Machine().CryptoStore.GetDevices(ctx, id.UserID(user))
 		_, ok := devs[id.DeviceID(device)]
 		return ok
@@ -258,7 +260,7 @@ func (d *mxDevice) send(ctx context.Context, room, body string) {
 func (d *mxDevice) waitMessage(ctx context.Context, room, sender, body string) {
 	d.t.Helper()
 	var got received
-	waitFor(ctx, d.t, d.device()+" to decrypt "+fmt.Sprintf("%q", body), 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, d.device()+" to decrypt "+fmt.Sprintf("%q", body), 30*time.Second, func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, m := range d.msgs {

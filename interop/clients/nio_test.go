@@ -12,42 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-var (
-	nioOnce   sync.Once
-	nioPython string // interpreter that can import nio and olm; "" if none
-	nioWhy    string
+	"myelin/interop/internal/testenv"
 )
-
-// findNioPython returns a Python interpreter with matrix-nio and python-olm.
-// Debian installs them for the system python3, which a PATH python3 (pyenv,
-// venv) may not see, so the system one is tried too.
-func findNioPython(t *testing.T) string {
-	t.Helper()
-	nioOnce.Do(func() {
-		for _, py := range []string{"python3", "/usr/bin/python3"} {
-			path, err := exec.LookPath(py)
-			if err != nil {
-				continue
-			}
-			out, err := exec.Command(path, "-c", "import nio, olm; print(nio.__file__)").CombinedOutput()
-			if err == nil {
-				nioPython = path
-				return
-			}
-			nioWhy += fmt.Sprintf("%s: %v: %s; ", path, err, tail(out, 300))
-		}
-	})
-	if nioPython == "" {
-		msg := "matrix-nio with python-olm not importable (run scripts/install-client-deps.sh): " + nioWhy
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return nioPython
-}
 
 // driverDevice is one client device run by a driver script in its own
 // process (nio/driver.py, jssdk/driver.mjs), spoken to with JSON lines.
@@ -72,7 +39,7 @@ type driverDevice struct {
 // startNio starts a nio driver process for one device. It stops at cleanup.
 func startNio(t *testing.T, hs *homeserver, name string) *driverDevice {
 	t.Helper()
-	py := findNioPython(t)
+	py := testenv.NioPython(t)
 	store := filepath.Join(t.TempDir(), "nio-store")
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		t.Fatal(err)
@@ -112,7 +79,7 @@ func startDriver(t *testing.T, name string, argv ...string) *driverDevice {
 			d.mu.Lock()
 			other := d.other
 			d.mu.Unlock()
-			t.Logf("%s (%s %s): events %v; stderr:\n%s", name, d.UserID, d.DeviceID, other, tail([]byte(d.stderr.String()), 16<<10))
+			t.Logf("%s (%s %s): events %v; stderr:\n%s", name, d.UserID, d.DeviceID, other, testenv.Tail([]byte(d.stderr.String()), 16<<10))
 		}
 	})
 	return d
@@ -138,7 +105,7 @@ func (d *driverDevice) read(r io.Reader) {
 			switch m["event"] {
 			case "message":
 				d.msgs = append(d.msgs, received{
-					Room: str(m["room"]), Sender: str(m["sender"]), Body: str(m["body"]),
+					Room: testenv.Str(m["room"]), Sender: testenv.Str(m["sender"]), Body: testenv.Str(m["body"]),
 					Encrypted: m["decrypted"] == true,
 				})
 			default:
@@ -162,11 +129,6 @@ func redactArgs(args map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
 }
 
 // call sends one command and waits for its reply.
@@ -210,7 +172,7 @@ func (d *driverDevice) register(ctx context.Context, localpart, password string)
 func (d *driverDevice) login(ctx context.Context, hs *homeserver, localpart, password string) {
 	d.t.Helper()
 	m := d.call(ctx, "login", map[string]any{"user": "@" + localpart + ":" + hs.ServerName, "password": password, "device_name": d.name})
-	d.UserID, d.DeviceID = str(m["user_id"]), str(m["device_id"])
+	d.UserID, d.DeviceID = testenv.Str(m["user_id"]), testenv.Str(m["device_id"])
 	if d.UserID == "" || d.DeviceID == "" {
 		d.t.Fatalf("%s: login reply without user_id or device_id: %v", d.name, m)
 	}
@@ -221,7 +183,7 @@ func (d *driverDevice) device() string { return d.DeviceID }
 
 func (d *driverDevice) createEncryptedRoom(ctx context.Context, invite ...string) string {
 	d.t.Helper()
-	return str(d.call(ctx, "create_room", map[string]any{"invite": invite})["room"])
+	return testenv.Str(d.call(ctx, "create_room", map[string]any{"invite": invite})["room"])
 }
 
 func (d *driverDevice) waitInvited(ctx context.Context, room string) {
@@ -289,7 +251,7 @@ func TestNioEncryptedRoom(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	findNioPython(t)
+	testenv.NioPython(t)
 	hs := startHomeserver(t)
 
 	alice := startNio(t, hs, "alice-nio")
@@ -337,7 +299,7 @@ func TestMautrixAndNio(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	findNioPython(t)
+	testenv.NioPython(t)
 	hs := startHomeserver(t)
 
 	carol := startNio(t, hs, "carol-nio")

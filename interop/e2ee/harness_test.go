@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -24,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"myelin/interop/internal/testenv"
 )
 
 var myelindBin string
@@ -120,7 +121,7 @@ func startHomeserver(t *testing.T) *homeserver {
 
 func launchMyelind(t *testing.T, dir, cfgPath string, attempt int) (string, bool) {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	logPath := filepath.Join(dir, fmt.Sprintf("myelind-%d.log", attempt))
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -166,28 +167,11 @@ func launchMyelind(t *testing.T, dir, cfgPath string, attempt int) (string, bool
 		logf.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(logPath); err == nil {
-				t.Logf("myelind log (last 8 KiB):\n%s", tail(b, 8<<10))
+				t.Logf("myelind log (last 8 KiB):\n%s", testenv.Tail(b, 8<<10))
 			}
 		}
 	})
 	return direct, true
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 // assertNoPlaintext checks that no request carried a message body and that
@@ -204,22 +188,6 @@ func assertNoPlaintext(t *testing.T, hs *homeserver, bodies ...string) {
 		}
 		if strings.HasPrefix(r, "PUT ") && strings.Contains(strings.SplitN(r, "\n", 2)[0], "/send/m.room.message/") {
 			t.Errorf("a client sent an unencrypted m.room.message")
-		}
-	}
-}
-
-// waitFor polls cond until it returns true or the deadline passes.
-func waitFor(ctx context.Context, t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		case <-tick.C:
 		}
 	}
 }
@@ -251,29 +219,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// findNioPython returns a Python interpreter with matrix-nio and python-olm.
-func findNioPython(t *testing.T) string {
-	t.Helper()
-	var why string
-	for _, py := range []string{"python3", "/usr/bin/python3"} {
-		path, err := exec.LookPath(py)
-		if err != nil {
-			continue
-		}
-		out, err := exec.Command(path, "-c", "import nio, olm").CombinedOutput()
-		if err == nil {
-			return path
-		}
-		why += fmt.Sprintf("%s: %v: %s; ", path, err, tail(out, 300))
-	}
-	msg := "matrix-nio with python-olm not importable (run scripts/install-client-deps.sh): " + why
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // nioDevice is a matrix-nio device run by ../clients/nio/driver.py (JSON
 // commands on stdin, replies and events on stdout).
 type nioDevice struct {
@@ -295,7 +240,7 @@ type nioDevice struct {
 
 func startNio(t *testing.T, hs *homeserver, name string) *nioDevice {
 	t.Helper()
-	py := findNioPython(t)
+	py := testenv.NioPython(t)
 	store := filepath.Join(t.TempDir(), "nio-store")
 	if err := os.MkdirAll(store, 0o700); err != nil {
 		t.Fatal(err)
@@ -326,7 +271,7 @@ func startNio(t *testing.T, hs *homeserver, name string) *nioDevice {
 		}
 		d.cmd.Wait()
 		if t.Failed() {
-			t.Logf("%s (%s %s) stderr:\n%s", name, d.UserID, d.DeviceID, tail([]byte(d.stderr.String()), 16<<10))
+			t.Logf("%s (%s %s) stderr:\n%s", name, d.UserID, d.DeviceID, testenv.Tail([]byte(d.stderr.String()), 16<<10))
 		}
 	})
 	return d
@@ -348,18 +293,13 @@ func (d *nioDevice) read(r io.Reader) {
 				delete(d.pending, int(idf))
 			}
 		} else if m["event"] == "message" {
-			d.msgs = append(d.msgs, received{Room: str(m["room"]), Sender: str(m["sender"]), Body: str(m["body"]),
+			d.msgs = append(d.msgs, received{Room: testenv.Str(m["room"]), Sender: testenv.Str(m["sender"]), Body: testenv.Str(m["body"]),
 				Encrypted: m["decrypted"] == true})
 			close(d.changed)
 			d.changed = make(chan struct{})
 		}
 		d.mu.Unlock()
 	}
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s
 }
 
 func (d *nioDevice) call(ctx context.Context, cmd string, args map[string]any) map[string]any {
@@ -398,7 +338,7 @@ func (d *nioDevice) registerAndLogin(ctx context.Context, hs *homeserver, localp
 	d.t.Helper()
 	d.call(ctx, "register", map[string]any{"user": localpart, "password": password})
 	m := d.call(ctx, "login", map[string]any{"user": "@" + localpart + ":" + hs.ServerName, "password": password, "device_name": d.name})
-	d.UserID, d.DeviceID = str(m["user_id"]), str(m["device_id"])
+	d.UserID, d.DeviceID = testenv.Str(m["user_id"]), testenv.Str(m["device_id"])
 	if d.UserID == "" || d.DeviceID == "" {
 		d.t.Fatalf("%s: login reply without user_id or device_id: %v", d.name, m)
 	}

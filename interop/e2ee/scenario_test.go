@@ -19,6 +19,7 @@ import (
 
 	"myelin/client"
 	"myelin/e2ee"
+	"myelin/interop/internal/testenv"
 )
 
 // mxDevice is a logged-in mautrix-go device (goolm crypto, memory stores)
@@ -90,7 +91,7 @@ func mxRegisterLogin(ctx context.Context, t *testing.T, hs *homeserver, localpar
 		}
 		d.helper.Close()
 		if t.Failed() {
-			t.Logf("mautrix log of %s:\n%s", cli.UserID, tail([]byte(d.logBuf.String()), 16<<10))
+			t.Logf("mautrix log of %s:\n%s", cli.UserID, testenv.Tail([]byte(d.logBuf.String()), 16<<10))
 		}
 	})
 	return d
@@ -101,7 +102,7 @@ func (d *mxDevice) user() string { return d.cli.UserID.String() }
 func (d *mxDevice) waitMessage(ctx context.Context, room, sender, body string) {
 	d.t.Helper()
 	var got received
-	waitFor(ctx, d.t, "mautrix to decrypt "+fmt.Sprintf("%q", body), 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, "mautrix to decrypt "+fmt.Sprintf("%q", body), 30*time.Second, func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, m := range d.msgs {
@@ -157,7 +158,7 @@ func myelinRegister(ctx context.Context, t *testing.T, hs *homeserver, localpart
 func (d *myelinDevice) waitMessage(ctx context.Context, room, sender, body string, trust e2ee.Trust) {
 	d.t.Helper()
 	var got *client.Event
-	waitFor(ctx, d.t, "myelin to decrypt "+fmt.Sprintf("%q", body), 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, "myelin to decrypt "+fmt.Sprintf("%q", body), 30*time.Second, func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for i, ev := range d.events {
@@ -189,7 +190,7 @@ func (d *myelinDevice) waitMessage(ctx context.Context, room, sender, body strin
 // event of sender was shown.
 func (d *myelinDevice) waitHidden(ctx context.Context, room, sender string) {
 	d.t.Helper()
-	waitFor(ctx, d.t, "myelin to hide the message of "+sender, 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, "myelin to hide the message of "+sender, 30*time.Second, func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		for _, ev := range d.events {
@@ -224,7 +225,7 @@ func (d *myelinDevice) undecryptable() []string {
 // waitJoined waits until the myelin client's room shows users joined.
 func (d *myelinDevice) waitJoined(ctx context.Context, room string, users ...string) {
 	d.t.Helper()
-	waitFor(ctx, d.t, fmt.Sprintf("myelin to see %v joined", users), 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, d.t, fmt.Sprintf("myelin to see %v joined", users), 30*time.Second, func() bool {
 		r, ok := d.c.Room(room)
 		if !ok {
 			return false
@@ -252,7 +253,7 @@ func (d *myelinDevice) waitJoined(ctx context.Context, room string, users ...str
 func TestThreeClientsOneRoom(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	findNioPython(t) // skips (or fails under CI) before starting anything
+	testenv.NioPython(t) // skips (or fails under CI) before starting anything
 	hs := startHomeserver(t)
 
 	alice := myelinRegister(ctx, t, hs, "alice", "alice-password", e2ee.PermissivePolicy())
@@ -265,7 +266,7 @@ func TestThreeClientsOneRoom(t *testing.T) {
 	if err != nil {
 		t.Fatalf("myelin: create room: %v", err)
 	}
-	waitFor(ctx, t, "mautrix to see the invite", 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, t, "mautrix to see the invite", 30*time.Second, func() bool {
 		return bob.cli.StateStore.IsInvited(ctx, mxid.RoomID(room), bob.cli.UserID)
 	})
 	if _, err := bob.cli.JoinRoomByID(ctx, mxid.RoomID(room)); err != nil {
@@ -273,7 +274,7 @@ func TestThreeClientsOneRoom(t *testing.T) {
 	}
 	carol.call(ctx, "wait_invited", map[string]any{"room": room})
 	carol.call(ctx, "join", map[string]any{"room": room})
-	waitFor(ctx, t, "the strict myelin client to see the invite", 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, t, "the strict myelin client to see the invite", 30*time.Second, func() bool {
 		r, ok := dave.c.Room(room)
 		return ok && r.Membership == "invite"
 	})
@@ -281,7 +282,7 @@ func TestThreeClientsOneRoom(t *testing.T) {
 		t.Fatalf("myelin (strict): join: %v", err)
 	}
 	alice.waitJoined(ctx, room, bob.user(), carol.UserID, dave.c.UserID())
-	waitFor(ctx, t, "mautrix to see everyone joined and the room encrypted", 30*time.Second, func() bool {
+	testenv.WaitFor(ctx, t, "mautrix to see everyone joined and the room encrypted", 30*time.Second, func() bool {
 		enc, _ := bob.cli.StateStore.IsEncrypted(ctx, mxid.RoomID(room))
 		return enc && bob.cli.StateStore.IsInRoom(ctx, mxid.RoomID(room), mxid.UserID(carol.UserID)) &&
 			bob.cli.StateStore.IsInRoom(ctx, mxid.RoomID(room), mxid.UserID(alice.c.UserID()))
